@@ -1,0 +1,3 @@
+from patientportal_cli.cli.app import main
+
+main()

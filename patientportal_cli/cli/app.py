@@ -1,0 +1,79 @@
+"""The root command: global options, and the command groups registered. Nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patientportal_cli.cli import audit, clinic, config, db, session, staff
+from patientportal_cli.cli.common import STATE, complete_clinic
+
+HELP = """Administer patients' logins on the Patientportal.
+
+Exit codes: 0 ok; 1 refused or failed (not found, conflict, already decided, mode
+forbids it); 2 bad usage or invalid input; 3 bulk run finished with rejected rows;
+4 not logged in or not allowed; 130 interrupted.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from patientportal_cli import __version__
+
+        typer.echo(f"patientportal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    db_url: Annotated[
+        str | None,
+        typer.Option("--db", envvar="PATIENTPORTAL_DB_URL", help="Database URL.", show_envvar=True),
+    ] = None,
+    clinic_code: Annotated[
+        str | None,
+        typer.Option(
+            "--clinic",
+            envvar="PATIENTPORTAL_CLINIC",
+            help="Clinic code to act on.",
+            autocompletion=complete_clinic,
+        ),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="PATIENTPORTAL_HOME", help="Config and data directory."),
+    ] = None,
+    show_cpr: Annotated[
+        bool, typer.Option("--show-cpr", help="Show full CPR numbers (written to the audit log).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    STATE.db_url = db_url or None
+    STATE.clinic = clinic_code or None
+    STATE.home = home.expanduser().resolve() if home else None
+    STATE.show_cpr = show_cpr
+
+
+session.register(app)
+app.add_typer(config.app, name="config")
+app.add_typer(db.app, name="db")
+app.add_typer(clinic.app, name="clinic")
+app.add_typer(staff.app, name="staff")
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    app(prog_name="patientportal")

@@ -1,0 +1,187 @@
+"""clinic list | show | create | set-registration | services."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
+
+if TYPE_CHECKING:
+    from patientportal_cli.db.models import Clinic
+
+app = typer.Typer(help="Clinic settings: registration mode and services.", no_args_is_help=True)
+
+
+class Mode(StrEnum):
+    none = "none"
+    approval = "approval"
+    open = "open"
+
+
+class Pending(StrEnum):
+    keep = "keep"
+    reject = "reject"
+    approve = "approve"
+
+
+class Service(StrEnum):
+    e_consultation = "e-consultation"
+    booking = "booking"
+    prescription_renewal = "prescription-renewal"
+
+
+COLUMNS = [
+    ("code", "Code"),
+    ("name", "Name"),
+    ("registration_mode", "Mode"),
+    ("registration_label", "Registration"),
+    ("services", "Services"),
+]
+
+
+def clinic_row(clinic: Clinic) -> dict[str, Any]:
+    from patientportal_cli.services import catalog
+
+    return {
+        "code": clinic.code,
+        "name": clinic.name,
+        "registration_mode": clinic.registration_mode,
+        "registration_label": catalog.REGISTRATION_MODES[clinic.registration_mode],
+        "services": catalog.split_services(clinic.services),
+        "created_at": clinic.created_at,
+    }
+
+
+@command(app, "list")
+def list_(fmt: OutputOpt = Fmt.table) -> None:
+    """The clinics you work at."""
+    from patientportal_cli.services import clinics
+
+    with staff_session() as (session, actor):
+        rows = [clinic_row(c) for c in clinics.visible(session, actor=actor)]
+    out(fmt).rows(rows, COLUMNS, empty="No clinics.")
+
+
+@command(app, "show")
+def show(
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """The current clinic's settings (pick it with --clinic)."""
+    from patientportal_cli.services import clinics
+
+    with staff_session(clinic=clinic_code) as (session, actor):
+        clinic = clinics.current(session, actor=actor)
+        row = clinic_row(clinic)
+        row["pending_requests"] = clinics.pending_count(session, clinic.id or 0)
+    out(fmt).record(row, title=f"Clinic {clinic.code}")
+
+
+@command(app, "create")
+def create(
+    code: Annotated[str, typer.Argument(help="Clinic code, e.g. NORD.")],
+    name: Annotated[str, typer.Option("--name", help="Clinic name.")],
+    registration: Annotated[
+        Mode, typer.Option("--registration", help="Online self-registration mode.")
+    ] = Mode.none,
+) -> None:
+    """Create a clinic (needs the right to create clinics); you become its admin."""
+    from patientportal_cli.services import clinics
+
+    with staff_session() as (session, actor):
+        clinic = clinics.create(session, actor=actor, code=code, name=name, mode=registration.value)
+    out().success(f"Created clinic {clinic.code} ({clinic.name}); you are its admin.")
+
+
+@command(app, "set-registration")
+def set_registration(
+    mode: Annotated[Mode, typer.Argument(help="none, approval or open.")],
+    pending: Annotated[
+        Pending | None,
+        typer.Option("--pending", help="What to do with pending requests: keep, reject, approve."),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Reason e-mailed with rejections.")
+    ] = None,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Choose how patients become users online (admin only).
+
+    none: Ingen online selv-oprettelse; approval: Online selv-oprettelse med
+    læge-godkendelse; open: Online selv-oprettelse uden læge-godkendelse.
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.services import catalog, clinics
+
+    choice = pending.value if pending else None
+    with staff_session(clinic=clinic_code) as (session, actor):
+        clinic = clinics.current(session, actor=actor)
+        waiting = clinics.pending_count(session, clinic.id or 0)
+        if (
+            waiting
+            and choice is None
+            and mode.value != clinic.registration_mode
+            and prompts.interactive()
+        ):
+            choice = prompts.select(
+                f"{waiting} request(s) are pending. What should happen to them?",
+                [
+                    ("keep", "Keep them in the queue"),
+                    ("reject", "Reject them"),
+                    ("approve", "Approve them"),
+                ],
+                flag="--pending",
+            )
+            if choice == "reject" and reason is None:
+                reason = (
+                    prompts.text(
+                        "Reason (e-mailed to the patients, may be empty):", flag="--reason"
+                    )
+                    or None
+                )
+        clinic, old, handled = clinics.set_registration(
+            session, actor=actor, mode=mode.value, pending=choice, reason=reason
+        )
+    label = catalog.REGISTRATION_MODES[clinic.registration_mode]
+    if old == clinic.registration_mode:
+        out().message(f"Clinic {clinic.code} already has registration mode {old} ({label}).")
+        return
+    extra = f"; {handled} pending request(s) {choice}d" if handled else ""
+    out().success(
+        f"Clinic {clinic.code}: registration mode {old} -> {clinic.registration_mode} ({label}){extra}."
+    )
+
+
+@command(app, "services")
+def services(
+    enable: Annotated[
+        list[Service] | None, typer.Option("--enable", help="Offer this service (repeatable).")
+    ] = None,
+    disable: Annotated[
+        list[Service] | None, typer.Option("--disable", help="Stop offering it (repeatable).")
+    ] = None,
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Show, or enable/disable (admin only), the services the clinic offers."""
+    from patientportal_cli.services import catalog, clinics
+
+    with staff_session(clinic=clinic_code) as (session, actor):
+        if enable or disable:
+            clinic = clinics.set_services(
+                session,
+                actor=actor,
+                enable=[s.value for s in enable or []],
+                disable=[s.value for s in disable or []],
+            )
+        else:
+            clinic = clinics.current(session, actor=actor)
+    offered = catalog.split_services(clinic.services)
+    rows = [
+        {"service": s, "label": label, "enabled": s in offered}
+        for s, label in catalog.SERVICES.items()
+    ]
+    out(fmt).rows(rows, [("service", "Service"), ("label", "Label"), ("enabled", "Enabled")])

@@ -1,0 +1,292 @@
+"""What every command module shares: global state, option aliases, the error edge, and
+opening the database / the staff session.
+
+This module must stay cheap to import (only typer and the standard library at module
+level): heavy imports happen inside the functions, so ``--help`` and TAB completion
+stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from patientportal_cli.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    DomainError,
+    InvalidInput,
+    NotLoggedIn,
+)
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from patientportal_cli.config import Config
+    from patientportal_cli.output import Output
+    from patientportal_cli.services.auth import Actor
+
+
+@dataclass
+class State:
+    home: Path | None = None
+    db_url: str | None = None
+    clinic: str | None = None
+    show_cpr: bool = False
+
+
+STATE = State()
+
+
+class Fmt(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+# --- option aliases (Annotated) ------------------------------------------------------
+OutputOpt = Annotated[
+    Fmt, typer.Option("--output", "-o", help="table (default), json or csv; data only on stdout.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+]
+
+
+# --- the error edge ------------------------------------------------------------------
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug() -> bool:
+    return os.environ.get("PATIENTPORTAL_DEBUG", "") not in ("", "0")
+
+
+def _external_error(exc: Exception) -> DomainError | None:
+    """Errors from libraries that are the user's situation, not our bug."""
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        from patientportal_cli.db.engine import connection_error
+
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated or _is_connect_error(exc):
+            return connection_error(exc, STATE.db_url or "")  # type: ignore[arg-type]
+    return None
+
+
+def _is_connect_error(exc: Exception) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError) and "connect" in str(exc).lower()
+
+
+def handle_errors(func: F) -> F:
+    """Domain errors -> one line on stderr and their exit code; Ctrl-C -> 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from patientportal_cli import output
+
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            if debug():
+                raise
+            output.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.error("Interrupted.")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if debug():
+                raise
+            mapped = _external_error(exc)
+            if mapped is not None:
+                output.error(str(mapped))
+                raise typer.Exit(mapped.exit_code) from None
+            output.error(
+                f"Unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+                + " (set PATIENTPORTAL_DEBUG=1 for details)"
+            )
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@app.command`` with the error edge around it."""
+
+    def decorator(func: F) -> F:
+        app.command(name, **kwargs)(handle_errors(func))
+        return func
+
+    return decorator
+
+
+# --- config, output ------------------------------------------------------------------
+def home() -> Path:
+    from patientportal_cli.config import default_home
+
+    return STATE.home or default_home()
+
+
+def config() -> Config:
+    from patientportal_cli import config as config_mod
+
+    return config_mod.load(home())
+
+
+def out(fmt: Fmt | str = Fmt.table) -> Output:
+    from patientportal_cli.output import Output
+
+    return Output(fmt=fmt.value if isinstance(fmt, Fmt) else fmt, show_cpr=STATE.show_cpr)
+
+
+def read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise InvalidInput("--password-stdin: no password on stdin.")
+    return password
+
+
+def get_password(password_stdin: bool, message: str = "Password:", *, new: bool = False) -> str:
+    if password_stdin:
+        return read_password_stdin()
+    from patientportal_cli import prompts
+
+    return prompts.new_password(message) if new else prompts.password(message)
+
+
+# --- database ------------------------------------------------------------------------
+def db_url() -> tuple[str, bool]:
+    """(URL, is the embedded default)."""
+    from patientportal_cli.db.engine import default_url
+
+    url = STATE.db_url or config().get("db-url")
+    if url:
+        return url, False
+    return default_url(home()), True
+
+
+@contextmanager
+def database(*, migrate: bool = True) -> Iterator[Session]:
+    """A session on the configured database, schema checked (embedded default: migrated)."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlmodel import Session
+
+    from patientportal_cli.db import engine as engine_mod
+    from patientportal_cli.db import migrate as migrate_mod
+
+    url, is_default = db_url()
+    engine = engine_mod.get_engine(url, home())
+    try:
+        if migrate:
+            migrate_mod.check(engine, auto_upgrade=is_default, url_text=engine_mod.describe(url))
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_connect_error(exc):
+            raise engine_mod.connection_error(exc, url) from None
+        raise
+
+
+def session_token() -> str | None:
+    token = os.environ.get("PATIENTPORTAL_TOKEN", "").strip()
+    if token:
+        return token
+    from patientportal_cli import keystore
+    from patientportal_cli.errors import KeyringUnavailable
+
+    try:
+        return keystore.get("session", home())
+    except KeyringUnavailable:
+        raise NotLoggedIn(
+            "Not logged in, and there is no OS keyring to keep a session in: run "
+            "`patientportal login USERNAME --print-token` and export PATIENTPORTAL_TOKEN."
+        ) from None
+
+
+@contextmanager
+def staff_session(
+    output: Output | None = None, *, clinic: str | None = None
+) -> Iterator[tuple[Session, Actor]]:
+    """The database and the logged-in staff member (exit 4 when not logged in).
+
+    ``clinic`` (a command's own --clinic) overrides the global one. When ``output`` is
+    given, a CPR reveal (``--show-cpr``) it renders is audited.
+    """
+    from patientportal_cli.services import auth
+
+    if clinic:
+        STATE.clinic = clinic
+
+    token = session_token()
+    with database() as session:
+        actor = auth.resolve(session, token=token, clinic_code=STATE.clinic)
+        if output is not None:
+            output.on_reveal = functools.partial(_audit_reveal, session, actor)
+        yield session, actor
+
+
+def _audit_reveal(session: Session, actor: Actor, cprs: list[str]) -> None:
+    from patientportal_cli.services import audit
+
+    session.rollback()
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action="cpr.reveal",
+        target=",".join(cprs[:20]),
+        details={"count": len(cprs), "command": " ".join(sys.argv[1:3])},
+    )
+    session.commit()
+
+
+# --- completion helpers ----------------------------------------------------------------
+def complete_clinic(incomplete: str) -> list[str]:
+    return _complete_column("clinic", "code", incomplete.upper())
+
+
+def complete_username(incomplete: str) -> list[str]:
+    return _complete_column("staff", "username", incomplete.lower())
+
+
+def _complete_column(table: str, column: str, prefix: str) -> list[str]:
+    """Values from the database for TAB completion; nothing (never an error) on failure."""
+    try:
+        from sqlalchemy import text
+
+        with database(migrate=False) as session:
+            rows = session.execute(
+                text(f"SELECT {column} FROM {table} WHERE {column} LIKE :p ORDER BY {column}"),
+                {"p": prefix.replace("%", "").replace("_", "\\_") + "%"},
+            )
+            return [str(r[0]) for r in rows][:200]
+    except Exception:
+        return []
+
+
+ClinicOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--clinic",
+        help="Clinic code to act on (same as the global --clinic).",
+        autocompletion=complete_clinic,
+    ),
+]

@@ -1,0 +1,88 @@
+"""config show | set KEY VALUE | unset KEY (secrets go to the keyring, never printed)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from patientportal_cli.cli.common import Fmt, OutputOpt, command, config, home, out
+
+app = typer.Typer(help="Settings in config.toml; secrets in the OS keyring.", no_args_is_help=True)
+
+
+def _complete_key(incomplete: str) -> list[str]:
+    from patientportal_cli.config import SECRETS, SETTINGS
+
+    return [k for k in [*SETTINGS, *SECRETS] if k.startswith(incomplete)]
+
+
+@command(app, "show")
+def show(fmt: OutputOpt = Fmt.table) -> None:
+    """Show the settings (secrets only as set / not set)."""
+    from patientportal_cli import keystore
+    from patientportal_cli.config import SECRETS, SETTINGS
+    from patientportal_cli.errors import KeyringUnavailable
+
+    cfg = config()
+    rows = [
+        {"key": k, "value": cfg.get(k) or "", "description": help_text}
+        for k, help_text in SETTINGS.items()
+    ]
+    for key, help_text in SECRETS.items():
+        try:
+            state = "(set, in keyring)" if keystore.get(key, home()) else "(not set)"
+        except KeyringUnavailable:
+            state = "(no keyring available)"
+        rows.append({"key": key, "value": state, "description": help_text})
+    out(fmt).rows(rows, [("key", "Key"), ("value", "Value"), ("description", "Description")])
+    out().message(f"Config file: {cfg.path}")
+
+
+@command(app, "set")
+def set_(
+    key: Annotated[str, typer.Argument(help="Setting name.", autocompletion=_complete_key)],
+    value: Annotated[
+        str | None, typer.Argument(help="Value (secrets: omit it and you are asked).")
+    ] = None,
+    value_stdin: Annotated[
+        bool, typer.Option("--value-stdin", help="Read a secret's value from stdin.")
+    ] = False,
+) -> None:
+    """Set a setting; db-password and smtp-password are asked for and kept in the keyring."""
+    from patientportal_cli import keystore, prompts
+    from patientportal_cli.config import SECRETS, check_key
+    from patientportal_cli.errors import InvalidInput
+
+    check_key(key)
+    if key in SECRETS:
+        if value is not None:
+            raise InvalidInput(
+                f"Secrets are never given as arguments: run `patientportal config set {key}` "
+                "and type it, or pass --value-stdin."
+            )
+        from patientportal_cli.cli.common import read_password_stdin
+
+        secret = (
+            read_password_stdin()
+            if value_stdin
+            else prompts.password(f"{key}:", flag="--value-stdin", what=key)
+        )
+        keystore.set(key, home(), secret)
+        out().success(f"{key} stored in the OS keyring.")
+        return
+    if value is None:
+        raise InvalidInput(f"Missing VALUE: patientportal config set {key} VALUE")
+    config().set(key, value)
+    out().success(f"{key} = {value}")
+
+
+@command(app, "unset")
+def unset(key: Annotated[str, typer.Argument(autocompletion=_complete_key)]) -> None:
+    """Remove a setting (or delete a secret from the keyring)."""
+    from patientportal_cli import keystore
+    from patientportal_cli.config import SECRETS, check_key
+
+    check_key(key)
+    removed = keystore.delete(key, home()) if key in SECRETS else config().unset(key)
+    out().message(f"{key} removed." if removed else f"{key} was not set.")

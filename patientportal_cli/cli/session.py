@@ -1,0 +1,155 @@
+"""Top-level commands: init, login, logout, whoami."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from patientportal_cli.cli.common import (
+    STATE,
+    ClinicOpt,
+    Fmt,
+    OutputOpt,
+    PasswordStdinOpt,
+    command,
+    complete_username,
+    database,
+    get_password,
+    home,
+    out,
+    session_token,
+    staff_session,
+)
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "init")(init)
+    command(app, "login")(login)
+    command(app, "logout")(logout)
+    command(app, "whoami")(whoami)
+
+
+def _ask(value: str | None, message: str, flag: str) -> str:
+    if value:
+        return value
+    from patientportal_cli import prompts
+
+    return prompts.text(message, flag=flag)
+
+
+def init(
+    clinic: Annotated[
+        str | None, typer.Option("--clinic", help="Code of the first clinic.")
+    ] = None,
+    clinic_name: Annotated[str | None, typer.Option("--clinic-name", help="Its name.")] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="Username of the first admin.")
+    ] = None,
+    admin_name: Annotated[
+        str | None, typer.Option("--admin-name", help="Full name of the admin.")
+    ] = None,
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """First run: create the schema, the first clinic and its first admin.
+
+    The admin may also create further clinics. Refuses to run twice.
+    """
+    from patientportal_cli.db import migrate
+    from patientportal_cli.errors import Conflict
+    from patientportal_cli.services import staff
+
+    clinic = _ask(clinic or STATE.clinic, "Clinic code:", "--clinic")
+    clinic_name = _ask(clinic_name, "Clinic name:", "--clinic-name")
+    admin = _ask(admin, "Admin username:", "--admin")
+    admin_name = _ask(admin_name, "Admin full name:", "--admin-name")
+    with database(migrate=False) as session:
+        engine = session.get_bind()
+        if migrate.current(engine) is not None and staff.is_initialised(session):  # type: ignore[arg-type]
+            raise Conflict("This database is already initialised: `init` runs only once.")
+    password = get_password(password_stdin, f"Password for {admin}:", new=True)
+    with database(migrate=False) as session:
+        migrate.upgrade(session.get_bind())  # type: ignore[arg-type]
+        new_clinic, admin_staff = staff.init(
+            session,
+            clinic_code=clinic,
+            clinic_name=clinic_name,
+            admin=admin,
+            admin_name=admin_name,
+            password=password,
+        )
+    out().success(
+        f"Initialised clinic {new_clinic.code} ({new_clinic.name}) with admin "
+        f"{admin_staff.username}. Next: patientportal login {admin_staff.username}"
+    )
+
+
+def login(
+    username: Annotated[
+        str, typer.Argument(help="Your username.", autocompletion=complete_username)
+    ],
+    password_stdin: PasswordStdinOpt = False,
+    print_token: Annotated[
+        bool,
+        typer.Option(
+            "--print-token", help="Print the session token instead of keeping it in the keyring."
+        ),
+    ] = False,
+) -> None:
+    """Log in; the session (12 h) is kept in the OS keyring, or printed with --print-token."""
+    from patientportal_cli import keystore
+    from patientportal_cli.services import auth
+
+    if not print_token and not keystore.available():
+        from patientportal_cli.errors import KeyringUnavailable
+
+        raise KeyringUnavailable(
+            "No OS keyring to keep the session in: use `patientportal login "
+            f"{username} --print-token` and export PATIENTPORTAL_TOKEN."
+        )
+    password = get_password(password_stdin, "Password:")
+    with database() as session:
+        token, staff = auth.login(
+            session, username=username.strip().lower(), password=password, clinic_code=STATE.clinic
+        )
+    if print_token:
+        out().data_line(token)
+        out().message(f"Logged in as {staff.username}. Use: export PATIENTPORTAL_TOKEN=<the token>")
+        return
+    keystore.set("session", home(), token)
+    out().success(f"Logged in as {staff.username} ({staff.full_name}). The session lasts 12 hours.")
+
+
+def logout() -> None:
+    """End the session kept in the keyring (or the PATIENTPORTAL_TOKEN session)."""
+    from patientportal_cli import keystore
+    from patientportal_cli.services import auth
+
+    token = session_token()
+    if not token:
+        out().message("Not logged in.")
+        return
+    with database() as session:
+        auth.logout(session, token=token)
+    if keystore.available():
+        keystore.delete("session", home())
+    out().success("Logged out.")
+
+
+def whoami(
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Who is logged in, at which clinics, with which role."""
+    output = out(fmt)
+    with staff_session(clinic=clinic_code) as (_session, actor):
+        output.record(
+            {
+                "username": actor.username,
+                "full_name": actor.full_name,
+                "clinic": actor.clinic_code,
+                "role": actor.role,
+                "clinics": [f"{code} ({role})" for code, role in sorted(actor.roles.items())],
+                "may_create_clinics": actor.may_create_clinics,
+            }
+        )

@@ -1,0 +1,95 @@
+"""Where the program keeps its files, and config.toml.
+
+The home directory holds ``config.toml``, the default SQLite database and the local
+Maildir. It is ``--home`` / ``PATIENTPORTAL_HOME`` when given, else the platform's user
+config directory (platformdirs). Environment variables ``PATIENTPORTAL_<KEY>`` (key
+upper-cased, ``-`` as ``_``) override the file. Secrets are never stored here: see
+``keystore.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from patientportal_cli.errors import InvalidInput
+
+# key -> help text. Only these keys may be set.
+SETTINGS: dict[str, str] = {
+    "db-url": "Database URL (default: SQLite file in the home directory)",
+    "clinic": "Default clinic code",
+    "mail-transport": "maildir (default, into HOME/maildir) or smtp",
+    "mail-from": "Sender address of patient e-mails",
+    "smtp-host": "SMTP server host",
+    "smtp-port": "SMTP server port (default 587)",
+    "smtp-username": "SMTP user name",
+    "smtp-starttls": "yes (default) or no",
+}
+SECRETS: dict[str, str] = {
+    "db-password": "Password for the database user (kept in the OS keyring)",
+    "smtp-password": "Password for the SMTP user (kept in the OS keyring)",
+}
+
+
+def default_home() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("patientportal", appauthor=False))
+
+
+@dataclass
+class Config:
+    home: Path
+    values: dict[str, str]
+
+    @property
+    def path(self) -> Path:
+        return self.home / "config.toml"
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        env = os.environ.get("PATIENTPORTAL_" + key.upper().replace("-", "_"))
+        if env:
+            return env
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: str) -> None:
+        check_key(key)
+        self.values[key] = value
+        self.save()
+
+    def unset(self, key: str) -> bool:
+        check_key(key)
+        existed = self.values.pop(key, None) is not None
+        self.save()
+        return existed
+
+    def save(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        lines = [f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in sorted(self.values.items())]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def check_key(key: str) -> None:
+    if key in SECRETS:
+        return
+    if key not in SETTINGS:
+        known = ", ".join([*SETTINGS, *SECRETS])
+        raise InvalidInput(f"Unknown setting {key!r}. Known settings: {known}.")
+
+
+def load(home: Path | None) -> Config:
+    home = home or default_home()
+    path = home / "config.toml"
+    values: dict[str, str] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"Cannot read {path}: {exc}") from None
+        values = {str(k): str(v) for k, v in data.items()}
+    return Config(home=home, values=values)

@@ -1,0 +1,105 @@
+"""Engines and sessions for the embedded SQLite file and for PostgreSQL.
+
+SQLite: WAL, foreign keys on every connection, a busy timeout, and every transaction
+begins IMMEDIATE (one writer at a time, no deadlock-prone lock upgrades).
+PostgreSQL (``postgresql+psycopg://``): the password, when the URL has none, comes
+from the keyring (``patientportal config set db-password``) at connect time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from patientportal_cli import keystore
+from patientportal_cli.errors import DatabaseUnavailable, InvalidInput, KeyringUnavailable
+
+DB_FILENAME = "patientportal.db"
+_engines: dict[str, Engine] = {}
+
+
+def default_url(home: Path) -> str:
+    return f"sqlite:///{home / DB_FILENAME}"
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput(
+            "Invalid database URL: expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"Unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL."
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def describe(url: str | URL) -> str:
+    """The URL without its password, for messages."""
+    parsed = url if isinstance(url, URL) else parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}"
+    port = parsed.port or 5432
+    return f"PostgreSQL at {parsed.host or 'localhost'}:{port}/{parsed.database or ''}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _with_keyring_password(url: URL, home: Path) -> URL:
+    if url.get_backend_name() != "postgresql" or url.password:
+        return url
+    try:
+        password = keystore.get("db-password", home)
+    except KeyringUnavailable:
+        return url
+    return url.set(password=password) if password else url
+
+
+def get_engine(url: str, home: Path) -> Engine:
+    if url in _engines:
+        return _engines[url]
+    parsed = _with_keyring_password(parse_url(url), home)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=False)
+    _engines[url] = engine
+    return engine
+
+
+def dispose_all() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+def connection_error(exc: DBAPIError, url: str) -> DatabaseUnavailable:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    if "password" in first.lower():
+        first += " (set it with `patientportal config set db-password`)"
+    return DatabaseUnavailable(f"Cannot connect to the {describe(url)}: {first}")

@@ -1,0 +1,179 @@
+"""SQLModel tables (Alembic owns the schema: change a table here, then add a migration).
+
+Times are naive UTC datetimes everywhere (``patientportal_cli.db.clock.utcnow``).
+CPR numbers are stored normalised as 10-digit text. Lists of services are stored as
+comma-separated service names (see ``services/catalog.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from patientportal_cli.db.clock import utcnow
+
+# --- clinics -------------------------------------------------------------------------
+
+
+class ClinicBase(SQLModel):
+    code: str = Field(max_length=32, unique=True, index=True)
+    name: str = Field(max_length=200)
+    registration_mode: str = Field(default="none", max_length=16)
+    services: str = Field(default="", max_length=200)
+
+
+class Clinic(ClinicBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ClinicPublic(ClinicBase):
+    created_at: datetime
+
+
+# --- staff ---------------------------------------------------------------------------
+
+
+class StaffBase(SQLModel):
+    username: str = Field(max_length=64, unique=True, index=True)
+    full_name: str = Field(max_length=200)
+
+
+class Staff(StaffBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    password_hash: str = Field(max_length=200)
+    active: bool = Field(default=True)
+    may_create_clinics: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("staff_id", "clinic_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    clinic_id: int = Field(foreign_key="clinic.id", index=True)
+    role: str = Field(max_length=16)
+
+
+class ApiToken(SQLModel, table=True):
+    """A login session (kind 'session', 12 h) or a named API token (kind 'api')."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    kind: str = Field(default="session", max_length=16)
+    name: str = Field(default="", max_length=100)
+    clinic_id: int | None = Field(default=None, foreign_key="clinic.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+# --- patients ------------------------------------------------------------------------
+
+
+class PortalUser(SQLModel, table=True):
+    __tablename__ = "portal_user"
+    id: int | None = Field(default=None, primary_key=True)
+    cpr: str = Field(max_length=10, unique=True, index=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    password_hash: str | None = Field(default=None, max_length=200)
+    origin: str = Field(default="clinic", max_length=16)
+    mitid_verified_at: datetime | None = None
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ClinicLink(SQLModel, table=True):
+    __tablename__ = "clinic_link"
+    __table_args__ = (UniqueConstraint("clinic_id", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: int = Field(foreign_key="clinic.id", index=True)
+    user_id: int = Field(foreign_key="portal_user.id", index=True)
+    linked_at: datetime = Field(default_factory=utcnow)
+    linked_by: str = Field(default="", max_length=64)
+    no_mitid: bool = Field(default=False)
+    no_mitid_changed_at: datetime | None = None
+    no_mitid_changed_by: str | None = Field(default=None, max_length=64)
+    email_owner_confirmed_at: datetime | None = None
+    email_owner_confirmed_by: str | None = Field(default=None, max_length=64)
+    email_owner_confirmed_email: str | None = Field(default=None, max_length=320)
+    mitid_required_after: datetime | None = None
+    record_email: str | None = Field(default=None, max_length=320)
+    services: str = Field(default="", max_length=200)
+
+
+class LinkHistory(SQLModel, table=True):
+    """One row per (clinic, CPR) that was ever linked; lets the queue mark 'linked before'."""
+
+    __tablename__ = "link_history"
+    __table_args__ = (UniqueConstraint("clinic_id", "cpr"),)
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: int = Field(foreign_key="clinic.id", index=True)
+    cpr: str = Field(max_length=10)
+    first_linked_at: datetime = Field(default_factory=utcnow)
+    unlinked_at: datetime | None = None
+
+
+class RegistrationRequest(SQLModel, table=True):
+    __tablename__ = "registration_request"
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: int = Field(foreign_key="clinic.id", index=True)
+    cpr: str = Field(max_length=10, index=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    password_hash: str | None = Field(default=None, max_length=200)
+    services: str = Field(default="", max_length=200)
+    submitted_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="pending", max_length=16, index=True)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class OneTimeCode(SQLModel, table=True):
+    __tablename__ = "one_time_code"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="portal_user.id", index=True)
+    clinic_id: int | None = Field(default=None, foreign_key="clinic.id")
+    purpose: str = Field(max_length=16)
+    code_hash: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    attempts: int = Field(default=0)
+    used_at: datetime | None = None
+
+
+# --- mail and audit ------------------------------------------------------------------
+
+
+class Outbox(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    recipient: str = Field(max_length=320)
+    subject: str = Field(max_length=300)
+    template: str = Field(max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = Field(default=None, index=True)
+    attempts: int = Field(default=0)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only; ``hash`` = sha256 over the event's fields and ``prev_hash``."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=64)
+    clinic: str | None = Field(default=None, max_length=32, index=True)
+    action: str = Field(max_length=64, index=True)
+    target: str = Field(default="", max_length=200)
+    details: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)

@@ -1,0 +1,223 @@
+"""The one place that renders: tables, JSON, CSV, messages; CPR masking; literal text.
+
+Data goes to stdout, messages to stderr. Text that came from outside (names, e-mails,
+clinic names, reasons) is never interpreted: Rich markup (``[bold]``), emoji codes
+(``:smile:``) and terminal escapes (``\\x1b[2J``) are shown as the characters they are,
+with control characters written as visible escapes in tables, CSV and messages. JSON
+keeps exact values (its own escaping makes them safe). NO_COLOR is honoured by Rich.
+
+CPR numbers are masked (``010203-****``) in every format unless ``--show-cpr`` was
+given; a reveal is reported to ``on_reveal`` (the caller writes the audit event) before
+anything is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+FORMATS = ("table", "json", "csv")
+CPR_KEYS = frozenset({"cpr"})
+# free text that may hold a CPR among other words (audit targets and details)
+FREE_TEXT_KEYS = frozenset({"target", "details"})
+_CPR_IN_TEXT = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")
+
+
+def mask_cpr(cpr: str) -> str:
+    digits = cpr.replace("-", "")
+    return f"{digits[:6]}-****" if len(digits) == 10 else "******-****"
+
+
+def format_cpr(cpr: str) -> str:
+    return f"{cpr[:6]}-{cpr[6:]}" if len(cpr) == 10 else cpr
+
+
+def literal(text: str) -> str:
+    """Control and format characters as visible escapes; everything else unchanged."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def format_time(value: datetime | None, *, for_json: bool = False) -> str | None:
+    if value is None:
+        return None
+    if for_json:
+        return value.isoformat().replace("+00:00", "Z")
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class Output:
+    """How this command renders: format, CPR reveal, and where reveals are reported."""
+
+    fmt: str = "table"
+    show_cpr: bool = False
+    on_reveal: Callable[[list[str]], None] | None = None
+    _revealed: set[str] = field(default_factory=set)
+
+    # --- values -------------------------------------------------------------------
+    def _cpr(self, value: str) -> str:
+        if self.show_cpr and self.on_reveal is not None:
+            self._revealed.add(value)
+            return format_cpr(value)
+        return mask_cpr(value)
+
+    def _free_text(self, value: str) -> str:
+        def repl(m: re.Match[str]) -> str:
+            return self._cpr(m.group(1) + m.group(2))
+
+        return _CPR_IN_TEXT.sub(repl, value)
+
+    def value(self, key: str, value: Any, *, for_json: bool = False) -> Any:
+        if value is None:
+            return None if for_json else ""
+        if isinstance(value, datetime):
+            return format_time(value, for_json=for_json)
+        if isinstance(value, bool):
+            return value if for_json else ("yes" if value else "no")
+        if isinstance(value, list | tuple):
+            items = [self.value(key, v, for_json=for_json) for v in value]
+            return items if for_json else ", ".join(str(i) for i in items)
+        if isinstance(value, dict):
+            return {k: self.value(k, v, for_json=for_json) for k, v in value.items()}
+        if isinstance(value, str):
+            if key in CPR_KEYS:
+                return self._cpr(value)
+            if key in FREE_TEXT_KEYS:
+                return self._free_text(value)
+        return value
+
+    def _prepare(self, rows: Iterable[dict[str, Any]], *, for_json: bool) -> list[dict[str, Any]]:
+        prepared = [{k: self.value(k, v, for_json=for_json) for k, v in r.items()} for r in rows]
+        if self._revealed and self.on_reveal is not None:
+            self.on_reveal(sorted(self._revealed))
+            self._revealed.clear()
+        return prepared
+
+    # --- data ---------------------------------------------------------------------
+    def rows(
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[tuple[str, str]],
+        *,
+        title: str | None = None,
+        empty: str = "Nothing to show.",
+    ) -> None:
+        """A list of records; ``columns`` = (key, header) pairs for the table and CSV."""
+        if self.fmt == "json":
+            self._json(self._prepare(rows, for_json=True))
+        elif self.fmt == "csv":
+            self._csv(self._prepare(rows, for_json=False), [k for k, _ in columns])
+        elif not rows:
+            self.message(empty)
+        else:
+            self._table(self._prepare(rows, for_json=False), columns, title)
+
+    def record(self, record: dict[str, Any], *, title: str | None = None) -> None:
+        """One object: key/value table, JSON object, or CSV with one row."""
+        if self.fmt == "json":
+            self._json(self._prepare([record], for_json=True)[0])
+        elif self.fmt == "csv":
+            self._csv(self._prepare([record], for_json=False), list(record))
+        else:
+            prepared = self._prepare([record], for_json=False)[0]
+            pairs = [{"field": k.replace("_", " "), "value": _cell(v)} for k, v in prepared.items()]
+            self._table(pairs, [("field", "Field"), ("value", "Value")], title, header=False)
+
+    def _json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def _csv(self, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(keys)
+        for row in rows:
+            writer.writerow([literal(_cell(row.get(k))) for k in keys])
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+
+    def _table(
+        self,
+        rows: list[dict[str, Any]],
+        columns: Sequence[tuple[str, str]],
+        title: str | None,
+        *,
+        header: bool = True,
+    ) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(
+            title=Text(literal(title)) if title else None,
+            show_header=header,
+            header_style="bold",
+            box=None if not header else _box(),
+        )
+        for _, head in columns:
+            table.add_column(head, overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(literal(_cell(row.get(k)))) for k, _ in columns))
+        _console(stderr=False).print(table)
+
+    # --- messages -----------------------------------------------------------------
+    def message(self, text: str, *, style: str | None = None) -> None:
+        """A line for the person (stderr), shown literally."""
+        from rich.text import Text
+
+        _console(stderr=True).print(Text(literal(text), style=style or ""))
+
+    def success(self, text: str) -> None:
+        self.message(text, style="green")
+
+    def warn(self, text: str) -> None:
+        self.message("Warning: " + text, style="yellow")
+
+    def data_line(self, text: str) -> None:
+        """A bare line of data on stdout (a token, an id) for scripts."""
+        sys.stdout.write(literal(text) + "\n")
+        sys.stdout.flush()
+
+
+def error(text: str) -> None:
+    """The one-line error of a failed command (stderr)."""
+    from rich.text import Text
+
+    _console(stderr=True).print(Text("Error: " + literal(text), style="red"))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _box() -> Any:
+    from rich import box
+
+    return box.SIMPLE_HEAD
+
+
+def _console(*, stderr: bool) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, markup=False, emoji=False, highlight=False, soft_wrap=stderr)

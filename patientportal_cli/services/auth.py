@@ -1,0 +1,226 @@
+"""Staff sessions and API tokens, and who is acting (the ``Actor``).
+
+A token is ``pp_`` + 32 random bytes (urlsafe); only its sha256 is stored. A login
+session lasts 12 hours; an API token (``staff token create``) lasts the days asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
+from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound, NotLoggedIn
+from patientportal_cli.services import audit, passwords
+
+SESSION_HOURS = 12
+LOGIN_FAILED = "Login failed: unknown user or wrong password."
+
+
+@dataclass
+class Actor:
+    """The logged-in staff member, and the clinic the command acts on."""
+
+    staff_id: int
+    username: str
+    full_name: str
+    may_create_clinics: bool
+    roles: dict[str, str] = field(default_factory=dict)  # clinic code -> role
+    clinic_id: int | None = None
+    clinic_code: str | None = None
+    token_id: int | None = None
+
+    @property
+    def role(self) -> str | None:
+        return self.roles.get(self.clinic_code or "")
+
+    def require_clinic(self) -> tuple[int, str]:
+        if self.clinic_id is None or self.clinic_code is None:
+            if not self.roles:
+                raise Forbidden(f"{self.username} does not work at any clinic.")
+            codes = ", ".join(sorted(self.roles))
+            raise InvalidInput(f"You work at several clinics ({codes}): pass --clinic CODE.")
+        return self.clinic_id, self.clinic_code
+
+    def require_role(self, *allowed: str, action: str) -> tuple[int, str]:
+        clinic_id, code = self.require_clinic()
+        if self.role not in allowed:
+            need = " or ".join(allowed)
+            raise Forbidden(f"Only a {need} at clinic {code} can {action} (you are {self.role}).")
+        return clinic_id, code
+
+
+def new_token() -> tuple[str, str]:
+    token = "pp_" + secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def find_clinic(session: Session, code: str) -> Clinic:
+    clinic = session.exec(select(Clinic).where(Clinic.code == code.strip().upper())).first()
+    if clinic is None:
+        raise NotFound(f"No clinic with code {code.strip().upper()!r}.")
+    return clinic
+
+
+def login(
+    session: Session, *, username: str, password: str, clinic_code: str | None = None
+) -> tuple[str, Staff]:
+    staff = session.exec(select(Staff).where(Staff.username == username)).first()
+    if staff is None or not staff.active:
+        passwords.dummy_verify(password)
+        audit.record(session, actor=username[:64], action="staff.login_failed")
+        session.commit()
+        raise NotLoggedIn(LOGIN_FAILED)
+    if not passwords.verify_password(staff.password_hash, password):
+        audit.record(session, actor=staff.username, action="staff.login_failed")
+        session.commit()
+        raise NotLoggedIn(LOGIN_FAILED)
+    clinic_id = None
+    if clinic_code:
+        clinic = find_clinic(session, clinic_code)
+        _membership(session, staff, clinic)
+        clinic_id = clinic.id
+    token, digest = new_token()
+    assert staff.id is not None
+    session.add(
+        ApiToken(
+            staff_id=staff.id,
+            token_hash=digest,
+            kind="session",
+            clinic_id=clinic_id,
+            expires_at=utcnow() + timedelta(hours=SESSION_HOURS),
+        )
+    )
+    audit.record(session, actor=staff.username, action="staff.login")
+    session.commit()
+    return token, staff
+
+
+def _membership(session: Session, staff: Staff, clinic: Clinic) -> Membership:
+    member = session.exec(
+        select(Membership).where(Membership.staff_id == staff.id, Membership.clinic_id == clinic.id)
+    ).first()
+    if member is None:
+        raise Forbidden(f"{staff.username} does not work at clinic {clinic.code}.")
+    return member
+
+
+def resolve(session: Session, *, token: str | None, clinic_code: str | None) -> Actor:
+    """The actor behind a token; ``clinic_code`` (or the session's, or the only one) picked."""
+    if not token:
+        raise NotLoggedIn("Not logged in: run `patientportal login USERNAME`.")
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
+    now = utcnow()
+    if row is None:
+        raise NotLoggedIn("Your session or token is not valid: log in again.")
+    if row.revoked_at is not None:
+        raise NotLoggedIn("This session or token was revoked: log in again.")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise NotLoggedIn("Your session has expired: log in again.")
+    staff = session.get(Staff, row.staff_id)
+    if staff is None or not staff.active:
+        raise NotLoggedIn("This staff account is disabled.")
+    memberships = session.exec(
+        select(Membership, Clinic)
+        .join(Clinic, col(Clinic.id) == Membership.clinic_id)
+        .where(Membership.staff_id == staff.id)
+    ).all()
+    assert staff.id is not None
+    actor = Actor(
+        staff_id=staff.id,
+        username=staff.username,
+        full_name=staff.full_name,
+        may_create_clinics=staff.may_create_clinics,
+        roles={c.code: m.role for m, c in memberships},
+        token_id=row.id,
+    )
+    ids = {c.code: c.id for _, c in memberships}
+    if clinic_code:
+        code = clinic_code.strip().upper()
+        if code not in ids:
+            find_clinic(session, code)  # NotFound when it does not exist at all
+            raise Forbidden(f"{staff.username} does not work at clinic {code}.")
+    elif row.clinic_id is not None and row.clinic_id in ids.values():
+        code = next(c for c, i in ids.items() if i == row.clinic_id)
+    elif len(ids) == 1:
+        code = next(iter(ids))
+    else:
+        return actor
+    actor.clinic_code, actor.clinic_id = code, ids[code]
+    return actor
+
+
+def logout(session: Session, *, token: str) -> bool:
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    staff = session.get(Staff, row.staff_id)
+    audit.record(session, actor=staff.username if staff else "?", action="staff.logout")
+    session.commit()
+    return True
+
+
+def create_api_token(
+    session: Session, *, actor: Actor, name: str, days: int
+) -> tuple[str, ApiToken]:
+    if days < 1 or days > 3650:
+        raise InvalidInput("--days must be between 1 and 3650.")
+    token, digest = new_token()
+    row = ApiToken(
+        staff_id=actor.staff_id,
+        token_hash=digest,
+        kind="api",
+        name=name,
+        clinic_id=actor.clinic_id,
+        expires_at=utcnow() + timedelta(days=days),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action="token.create",
+        target=f"token:{row.id}",
+        details={"name": name, "days": days},
+    )
+    session.commit()
+    return token, row
+
+
+def list_tokens(session: Session, *, actor: Actor) -> list[ApiToken]:
+    return list(
+        session.exec(
+            select(ApiToken)
+            .where(ApiToken.staff_id == actor.staff_id, ApiToken.kind == "api")
+            .order_by(col(ApiToken.id))
+        )
+    )
+
+
+def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None or row.staff_id != actor.staff_id:
+        raise NotFound(f"You have no token with id {token_id}.")
+    if row.revoked_at is not None:
+        raise Conflict(f"Token {token_id} is already revoked.")
+    row.revoked_at = utcnow()
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action="token.revoke",
+        target=f"token:{token_id}",
+    )
+    session.commit()
+    return row

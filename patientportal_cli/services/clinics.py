@@ -1,0 +1,169 @@
+"""Clinics: creation, the registration mode (R2) and the services offered."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, col, func, select
+
+from patientportal_cli.db.models import Clinic, Membership, RegistrationRequest
+from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, MissingInput
+from patientportal_cli.services import audit, catalog
+from patientportal_cli.services.auth import Actor, find_clinic
+from patientportal_cli.services.contact import clean_name
+
+CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
+PENDING_CHOICES = ("keep", "reject", "approve")
+
+
+def check_code(code: str) -> str:
+    norm = code.strip().upper()
+    if not CODE_RE.match(norm):
+        raise InvalidInput(
+            "Invalid clinic code: use 2-32 letters A-Z, digits, '-' or '_', starting with a "
+            "letter or digit."
+        )
+    return norm
+
+
+def new_clinic(
+    session: Session, *, code: str, name: str, mode: str = "none", services: str | None = None
+) -> Clinic:
+    code = check_code(code)
+    if session.exec(select(Clinic).where(Clinic.code == code)).first() is not None:
+        raise Conflict(f"A clinic with code {code} already exists.")
+    clinic = Clinic(
+        code=code,
+        name=clean_name(name),
+        registration_mode=catalog.check_mode(mode),
+        services=services
+        if services is not None
+        else catalog.join_services(list(catalog.SERVICES)),
+    )
+    session.add(clinic)
+    session.flush()
+    return clinic
+
+
+def create(session: Session, *, actor: Actor, code: str, name: str, mode: str = "none") -> Clinic:
+    """A new clinic; the creator becomes its first admin."""
+    if not actor.may_create_clinics:
+        raise Forbidden(f"{actor.username} may not create clinics.")
+    clinic = new_clinic(session, code=code, name=name, mode=mode)
+    assert clinic.id is not None
+    session.add(Membership(staff_id=actor.staff_id, clinic_id=clinic.id, role="admin"))
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="clinic.create",
+        target=f"clinic:{clinic.code}",
+        details={"name": clinic.name, "registration_mode": clinic.registration_mode},
+    )
+    session.commit()
+    return clinic
+
+
+def visible(session: Session, *, actor: Actor) -> list[Clinic]:
+    """The clinics the actor works at (all clinics for one who may create clinics)."""
+    query = select(Clinic).order_by(col(Clinic.code))
+    if not actor.may_create_clinics:
+        query = query.where(col(Clinic.id).in_([*_member_clinic_ids(session, actor)]))
+    return list(session.exec(query))
+
+
+def _member_clinic_ids(session: Session, actor: Actor) -> list[int]:
+    return list(
+        session.exec(select(Membership.clinic_id).where(Membership.staff_id == actor.staff_id))
+    )
+
+
+def current(session: Session, *, actor: Actor, code: str | None = None) -> Clinic:
+    if code:
+        clinic = find_clinic(session, code)
+        if clinic.code not in actor.roles and not actor.may_create_clinics:
+            raise Forbidden(f"{actor.username} does not work at clinic {clinic.code}.")
+        return clinic
+    clinic_id, _ = actor.require_clinic()
+    found = session.get(Clinic, clinic_id)
+    assert found is not None
+    return found
+
+
+def pending_count(session: Session, clinic_id: int) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(RegistrationRequest)
+            .where(
+                RegistrationRequest.clinic_id == clinic_id, RegistrationRequest.status == "pending"
+            )
+        ).one()
+    )
+
+
+def set_registration(
+    session: Session,
+    *,
+    actor: Actor,
+    mode: str,
+    pending: str | None = None,
+    reason: str | None = None,
+) -> tuple[Clinic, str, int]:
+    """Change the registration mode. Returns (clinic, old mode, pending requests handled).
+
+    Pending requests are handled by ``services.queue.settle_pending`` when ``pending`` is
+    reject or approve; with pending requests and no choice, ``MissingInput``.
+    """
+    mode = catalog.check_mode(mode)
+    clinic_id, code = actor.require_role("admin", action="change the registration mode")
+    if pending is not None and pending not in PENDING_CHOICES:
+        raise InvalidInput(f"Unknown --pending choice {pending!r}: use keep, reject or approve.")
+    clinic = session.get(Clinic, clinic_id)
+    assert clinic is not None
+    old = clinic.registration_mode
+    waiting = pending_count(session, clinic_id)
+    handled = 0
+    if waiting and mode != old and pending is None:
+        raise MissingInput("--pending", f"choice for the {waiting} pending request(s)")
+    if waiting and pending in ("reject", "approve") and mode != old:
+        from patientportal_cli.services import queue
+
+        handled = queue.settle_pending(session, actor=actor, decision=pending, reason=reason)
+    clinic.registration_mode = mode
+    session.add(clinic)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=code,
+        action="clinic.set_registration",
+        target=f"clinic:{code}",
+        details={"from": old, "to": mode, "pending": pending, "handled": handled},
+    )
+    session.commit()
+    return clinic, old, handled
+
+
+def set_services(
+    session: Session, *, actor: Actor, enable: list[str], disable: list[str]
+) -> Clinic:
+    clinic_id, code = actor.require_role("admin", action="change the clinic's services")
+    both = set(enable) & set(disable)
+    if both:
+        raise InvalidInput(f"Service {sorted(both)[0]!r} cannot be both enabled and disabled.")
+    clinic = session.get(Clinic, clinic_id)
+    assert clinic is not None
+    before = catalog.split_services(clinic.services)
+    after = (set(before) | set(enable)) - set(disable)
+    clinic.services = catalog.join_services(after)
+    if before != catalog.split_services(clinic.services):
+        audit.record(
+            session,
+            actor=actor.username,
+            clinic=code,
+            action="clinic.services",
+            target=f"clinic:{code}",
+            details={"from": before, "to": catalog.split_services(clinic.services)},
+        )
+    session.commit()
+    return clinic

@@ -1,0 +1,152 @@
+"""Portal users and their links to clinics: rule R1 (one login per CPR, shared).
+
+A user is created once per CPR; creating one that exists links the existing user. Two
+processes creating the same CPR at once: the loser's insert fails on the unique CPR
+inside a savepoint, and it links the winner's user instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import ClinicLink, LinkHistory, PortalUser
+
+
+@dataclass
+class Linked:
+    user: PortalUser
+    link: ClinicLink
+    user_created: bool
+    link_created: bool
+    # field -> (value on the existing user, value given); reported, never overwritten
+    differences: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def find_user(session: Session, cpr: str) -> PortalUser | None:
+    return session.exec(select(PortalUser).where(PortalUser.cpr == cpr)).first()
+
+
+def find_link(session: Session, *, clinic_id: int, user_id: int) -> ClinicLink | None:
+    return session.exec(
+        select(ClinicLink).where(ClinicLink.clinic_id == clinic_id, ClinicLink.user_id == user_id)
+    ).first()
+
+
+def get_or_create_user(
+    session: Session,
+    *,
+    cpr: str,
+    name: str,
+    email: str,
+    origin: str,
+    password_hash: str | None = None,
+) -> tuple[PortalUser, bool]:
+    """(user, created). Safe against a concurrent creation of the same CPR."""
+    existing = find_user(session, cpr)
+    if existing is not None:
+        return existing, False
+    user = PortalUser(cpr=cpr, name=name, email=email, origin=origin, password_hash=password_hash)
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        winner = find_user(session, cpr)
+        if winner is None:
+            raise
+        return winner, False
+    return user, True
+
+
+def link_user(
+    session: Session,
+    *,
+    clinic_id: int,
+    user: PortalUser,
+    by: str,
+    services: str,
+    record_email: str | None = None,
+) -> tuple[ClinicLink, bool]:
+    """(link, created). Safe against a concurrent link of the same pair."""
+    assert user.id is not None
+    existing = find_link(session, clinic_id=clinic_id, user_id=user.id)
+    if existing is not None:
+        return existing, False
+    link = ClinicLink(
+        clinic_id=clinic_id,
+        user_id=user.id,
+        linked_by=by,
+        services=services,
+        record_email=record_email,
+    )
+    try:
+        with session.begin_nested():
+            session.add(link)
+            session.flush()
+    except IntegrityError:
+        winner = find_link(session, clinic_id=clinic_id, user_id=user.id)
+        if winner is None:
+            raise
+        return winner, False
+    _remember_link(session, clinic_id=clinic_id, cpr=user.cpr)
+    return link, True
+
+
+def _remember_link(session: Session, *, clinic_id: int, cpr: str) -> None:
+    seen = session.exec(
+        select(LinkHistory).where(LinkHistory.clinic_id == clinic_id, LinkHistory.cpr == cpr)
+    ).first()
+    if seen is None:
+        try:
+            with session.begin_nested():
+                session.add(LinkHistory(clinic_id=clinic_id, cpr=cpr))
+                session.flush()
+        except IntegrityError:
+            pass
+    elif seen.unlinked_at is not None:
+        seen.unlinked_at = None
+        session.add(seen)
+
+
+def forget_link(session: Session, link: ClinicLink, cpr: str) -> None:
+    """Remove a link (its flag and services go with it); the history keeps 'linked before'."""
+    seen = session.exec(
+        select(LinkHistory).where(LinkHistory.clinic_id == link.clinic_id, LinkHistory.cpr == cpr)
+    ).first()
+    if seen is not None:
+        seen.unlinked_at = utcnow()
+        session.add(seen)
+    session.delete(link)
+    session.flush()
+
+
+def ensure_linked(
+    session: Session,
+    *,
+    clinic_id: int,
+    cpr: str,
+    name: str,
+    email: str,
+    origin: str,
+    by: str,
+    services: str,
+    password_hash: str | None = None,
+) -> Linked:
+    """Create the user (or find the existing one, R1) and link it to the clinic."""
+    user, user_created = get_or_create_user(
+        session, cpr=cpr, name=name, email=email, origin=origin, password_hash=password_hash
+    )
+    differences: dict[str, tuple[str, str]] = {}
+    if not user_created:
+        if user.name != name:
+            differences["name"] = (user.name, name)
+        if user.email != email:
+            differences["email"] = (user.email, email)
+    link, link_created = link_user(
+        session, clinic_id=clinic_id, user=user, by=by, services=services, record_email=email
+    )
+    return Linked(user, link, user_created, link_created, differences)
