@@ -103,7 +103,6 @@ def require_pg() -> None:
         pytest.skip(f"no PostgreSQL server: {_pg_state.get('error')}")
 
 
-
 def pg_schema_url() -> Iterator[str]:
     """A fresh schema on the test server; dropped afterwards."""
     import sqlalchemy
@@ -159,7 +158,9 @@ class Cli:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, args: str | list[str], *, input: str | None = None, expect: int | None = 0) -> Result:  # noqa: A002
+    def __call__(
+        self, args: str | list[str], *, input: str | None = None, expect: int | None = 0
+    ) -> Result:  # noqa: A002
         argv = shlex.split(args) if isinstance(args, str) else list(args)
         r = self.runner.invoke(app, argv, input=input, catch_exceptions=True)
         result = Result(r.exit_code, r.stdout, r.stderr, r.exception)
@@ -189,8 +190,19 @@ class Staff:
         self.monkeypatch.setenv("PATIENTPORTAL_TOKEN", token)
         return token
 
-    def add(self, username: str, role: str, *, name: str | None = None, clinic: str | None = None) -> None:
-        args = ["staff", "add", username, "--name", name or username.title(), "--role", role, "--password-stdin"]
+    def add(
+        self, username: str, role: str, *, name: str | None = None, clinic: str | None = None
+    ) -> None:
+        args = [
+            "staff",
+            "add",
+            username,
+            "--name",
+            name or username.title(),
+            "--role",
+            role,
+            "--password-stdin",
+        ]
         if clinic:
             args += ["--clinic", clinic]
         self.cli(args, input=PASSWORD + "\n")
