@@ -246,7 +246,6 @@ def staff_session(
 def _audit_reveal(session: Session, actor: Actor, cprs: list[str]) -> None:
     from patientportal_cli.services import audit
 
-    session.rollback()
     audit.record(
         session,
         actor=actor.username,
