@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patientportal_cli.cli import audit, clinic, config, db, session, staff
+from patientportal_cli.cli import audit, clinic, config, db, mail, portal, session, staff
 from patientportal_cli.cli.common import STATE, complete_clinic
 
 HELP = """Administer patients' logins on the Patientportal.
@@ -73,6 +73,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")
 app.add_typer(staff.app, name="staff")
 app.add_typer(audit.app, name="audit")
+app.add_typer(mail.app, name="mail")
+app.add_typer(portal.app, name="portal")
 
 
 def main() -> None:

@@ -1,0 +1,381 @@
+"""Delivering the outbox: into a local Maildir (default) or through an SMTP server.
+
+``deliver`` sends every queued message once. Each message is claimed (row lock on
+PostgreSQL; the database write lock on SQLite), sent, and marked sent in its own
+transaction, so a crash or a parallel run never sends what was already sent. A failed
+message stays queued with its error and ``attempts`` + 1; nothing else is undone.
+
+The settings come from the caller (the CLI reads config.toml and the keyring): this
+module never reads configuration itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import mailbox
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from sqlmodel import Session, col, select
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import Outbox
+from patientportal_cli.errors import DomainError, InvalidInput, MailError
+from patientportal_cli.services import outbox
+
+DEFAULT_FROM = "Patientportal <no-reply@patientportal.invalid>"
+DEFAULT_SMTP_PORT = 587
+TRANSPORTS = ("maildir", "smtp")
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Where and how to deliver. ``smtp_password`` is called only when logging in."""
+
+    transport: str = "maildir"
+    maildir: Path = Path("maildir")
+    sender: str = DEFAULT_FROM
+    smtp_host: str | None = None
+    smtp_port: int = DEFAULT_SMTP_PORT
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: Callable[[], str | None] | None = None
+    timeout: float = TIMEOUT
+
+    def describe(self) -> str:
+        if self.transport == "smtp":
+            return f"SMTP server {self.smtp_host}:{self.smtp_port}"
+        return f"Maildir {self.maildir}"
+
+
+def check_transport(value: str | None) -> str:
+    transport = (value or "maildir").strip().lower()
+    if transport not in TRANSPORTS:
+        raise InvalidInput(
+            f"Unknown mail-transport {value!r}: use maildir or smtp "
+            "(`patientportal config set mail-transport smtp`)."
+        )
+    return transport
+
+
+def parse_port(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_SMTP_PORT
+    try:
+        port = int(value.strip())
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise InvalidInput(f"Invalid smtp-port {value!r}: use a number from 1 to 65535.")
+    return port
+
+
+def parse_yes_no(value: str | None, *, key: str, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in ("yes", "y", "true", "1", "on"):
+        return True
+    if text in ("no", "n", "false", "0", "off"):
+        return False
+    raise InvalidInput(f"Invalid {key} {value!r}: use yes or no.")
+
+
+# --- messages -------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def _domain(sender: str) -> str:
+    address = email.utils.parseaddr(sender)[1]
+    return address.rpartition("@")[2] or "patientportal.invalid"
+
+
+def build_message(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """A plain-text UTF-8 e-mail. Raises MailError when a header cannot be formed."""
+    msg = EmailMessage()
+    try:
+        msg["From"] = sender
+        msg["To"] = recipient
+        msg["Subject"] = _one_line(subject)
+        msg["Date"] = email.utils.format_datetime(utcnow())
+        msg["Message-ID"] = message_id or email.utils.make_msgid(domain=_domain(sender))
+        msg.set_content(body, charset="utf-8", cte=_transfer_encoding(body))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise MailError(f"Cannot build the e-mail to {recipient!r}: {exc}") from None
+    return msg
+
+
+def _transfer_encoding(body: str) -> str:
+    """8bit keeps the file in the Maildir readable; quoted-printable for long lines."""
+    longest = max((len(line.encode("utf-8")) for line in body.splitlines()), default=0)
+    return "8bit" if longest <= 990 else "quoted-printable"
+
+
+def _seven_bit(msg: EmailMessage) -> None:
+    """Re-encode an 8bit body for a server without 8BITMIME."""
+    if msg.get("Content-Transfer-Encoding", "").lower() == "8bit":
+        msg.set_content(msg.get_content(), charset="utf-8", cte="quoted-printable")
+
+
+def _outbox_message(message: Outbox, settings: MailSettings) -> EmailMessage:
+    # A stable Message-ID: should a message ever be sent twice, receivers can tell.
+    stamp = message.created_at.strftime("%Y%m%d%H%M%S%f") if message.created_at else "0"
+    return build_message(
+        sender=settings.sender,
+        recipient=message.recipient,
+        subject=message.subject,
+        body=message.body,
+        message_id=f"<outbox-{message.id}.{stamp}@{_domain(settings.sender)}>",
+    )
+
+
+# --- transports -----------------------------------------------------------------------
+class Transport(Protocol):
+    def send(self, msg: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MaildirTransport:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._box: mailbox.Maildir | None = None
+
+    def send(self, msg: EmailMessage) -> None:
+        try:
+            if self._box is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._box = mailbox.Maildir(self.path, create=True)
+            self._box.add(msg.as_bytes())
+        except OSError as exc:
+            raise MailError(f"Cannot write to the Maildir {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._box = None
+
+
+def smtp_error_text(exc: BaseException, settings: MailSettings) -> str:
+    """One line for an SMTP or network failure."""
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        parts = [
+            f"SMTP {code} {_decode(text)} (recipient {rcpt})"
+            for rcpt, (code, text) in exc.recipients.items()
+        ]
+        return "; ".join(parts) or "SMTP server refused the recipient"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return f"SMTP server {where} closed the connection"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"SMTP server {where} did not answer within {settings.timeout:g} s"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return f"TLS with SMTP server {where} failed: {exc}"
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"cannot connect to SMTP server {where}: {reason}"
+    return f"SMTP error with {where}: {exc}"
+
+
+def _decode(text: bytes | str) -> str:
+    value = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return _one_line(value)
+
+
+class SmtpTransport:
+    """One connection for a run; reconnects once after a drop; remembers a failed connect."""
+
+    def __init__(self, settings: MailSettings) -> None:
+        if not settings.smtp_host:
+            raise MailError(
+                "mail-transport is smtp but smtp-host is not set: run "
+                "`patientportal config set smtp-host HOST`."
+            )
+        self.settings = settings
+        self._conn: smtplib.SMTP | None = None
+        self._connect_error: MailError | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        assert s.smtp_host is not None
+        conn: smtplib.SMTP
+        try:
+            if s.smtp_port == 465:  # implicit TLS ("SMTPS")
+                conn = smtplib.SMTP_SSL(
+                    s.smtp_host,
+                    s.smtp_port,
+                    timeout=s.timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailError(smtp_error_text(exc, s)) from None
+        try:
+            conn.ehlo()
+            if s.smtp_starttls and s.smtp_port != 465:
+                if not conn.has_extn("starttls"):
+                    raise MailError(
+                        f"SMTP server {s.smtp_host}:{s.smtp_port} does not offer STARTTLS; "
+                        "not sending in clear text (set smtp-starttls no only for a "
+                        "trusted local relay)"
+                    )
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if s.smtp_username:
+                password = self._password()
+                conn.login(s.smtp_username, password)
+        except MailError:
+            _quietly_close(conn)
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            _quietly_close(conn)
+            raise MailError(smtp_error_text(exc, s)) from None
+        return conn
+
+    def _password(self) -> str:
+        loader = self.settings.smtp_password
+        try:
+            password = loader() if loader is not None else None
+        except DomainError as exc:  # KeyringUnavailable
+            raise MailError(f"Cannot read smtp-password: {exc}") from None
+        if not password:
+            raise MailError(
+                "smtp-username is set but no smtp-password is stored: run "
+                "`patientportal config set smtp-password`."
+            )
+        return password
+
+    def send(self, msg: EmailMessage) -> None:
+        if self._connect_error is not None:
+            raise self._connect_error
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except MailError as exc:
+                self._connect_error = exc
+                raise
+        if not self._conn.has_extn("8bitmime"):
+            _seven_bit(msg)
+        try:
+            self._conn.send_message(msg)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            _quietly_close(self._conn)
+            self._conn = None  # the next message reconnects
+            raise MailError(smtp_error_text(exc, self.settings)) from None
+        except smtplib.SMTPException as exc:
+            raise MailError(smtp_error_text(exc, self.settings)) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (OSError, smtplib.SMTPException):
+                _quietly_close(self._conn)
+            self._conn = None
+
+
+def _quietly_close(conn: smtplib.SMTP) -> None:
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+def open_transport(settings: MailSettings) -> Transport:
+    if settings.transport == "smtp":
+        return SmtpTransport(settings)
+    return MaildirTransport(settings.maildir)
+
+
+# --- the outbox -----------------------------------------------------------------------
+def _claim(session: Session, message_id: int) -> Outbox | None:
+    """The queued message, locked for this transaction; None if sent or being sent."""
+    query = (
+        select(Outbox)
+        .where(Outbox.id == message_id, col(Outbox.sent_at).is_(None))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(query).first()
+
+
+def _fail(session: Session, message: Outbox, error: str) -> None:
+    message.attempts += 1
+    message.error = error[:2000]
+    session.add(message)
+    session.commit()
+
+
+def deliver(session: Session, *, settings: MailSettings) -> tuple[int, int, list[str]]:
+    """Send every queued message: (sent, failed, the distinct errors in order)."""
+    ids = [m.id for m in outbox.queued(session) if m.id is not None]
+    session.commit()  # end the reading transaction before any network I/O
+    if not ids:
+        return 0, 0, []
+    sent = failed = 0
+    errors: list[str] = []
+
+    def failure(message: Outbox, error: str) -> None:
+        nonlocal failed
+        _fail(session, message, error)
+        failed += 1
+        if error not in errors:
+            errors.append(error)
+
+    try:
+        transport = open_transport(settings)
+    except MailError as exc:
+        for message_id in ids:
+            message = _claim(session, message_id)
+            if message is None:
+                session.rollback()
+                continue
+            failure(message, str(exc))
+        return sent, failed, errors
+
+    try:
+        for message_id in ids:
+            message = _claim(session, message_id)
+            if message is None:  # sent meanwhile, or another process is sending it
+                session.rollback()
+                continue
+            try:
+                transport.send(_outbox_message(message, settings))
+            except MailError as exc:
+                failure(message, str(exc))
+                continue
+            message.sent_at = utcnow()
+            message.attempts += 1
+            message.error = None
+            session.add(message)
+            session.commit()
+            sent += 1
+    finally:
+        transport.close()
+    return sent, failed, errors
+
+
+def send_now(*, settings: MailSettings, to: str, subject: str, body: str) -> None:
+    """Send one message directly (not via the outbox), e.g. ``mail test``."""
+    transport = open_transport(settings)
+    try:
+        transport.send(
+            build_message(sender=settings.sender, recipient=to, subject=subject, body=body)
+        )
+    finally:
+        transport.close()
