@@ -176,6 +176,20 @@ class Output:
             table.add_row(*(Text(literal(_cell(row.get(k)))) for k, _ in columns))
         _console(stderr=False).print(table)
 
+    def panel(self, title: str, fields: dict[str, Any]) -> None:
+        """One record in a framed panel (interactive screens); every value literal."""
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        prepared = self._prepare([fields], for_json=False)[0]
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column(overflow="fold")
+        for key, value in prepared.items():
+            grid.add_row(Text(key.replace("_", " ")), Text(literal(_cell(value))))
+        _console(stderr=False).print(Panel(grid, title=Text(literal(title)), expand=False))
+
     # --- messages -----------------------------------------------------------------
     def message(self, text: str, *, style: str | None = None) -> None:
         """A line for the person (stderr), shown literally."""
