@@ -114,8 +114,11 @@ def request_received(*, name: str, clinic_name: str) -> tuple[str, str]:
 
 
 def request_approved(*, name: str, clinic_name: str, services: list[str]) -> tuple[str, str]:
-    """A doctor approved the request; ``services`` are catalogue names."""
-    labels = [SERVICES.get(s, s) for s in services]
+    """A doctor approved the request; ``services`` are catalogue names (Danish labels
+    are shown, in catalogue order)."""
+    chosen = set(services)
+    labels = [label for key, label in SERVICES.items() if key in chosen]
+    labels += [s for s in services if s not in SERVICES]  # never drop one silently
     if labels:
         granted = "Du har adgang til:\n" + "\n".join(f"  - {label}" for label in labels)
     else:
