@@ -147,6 +147,8 @@ def _outbox_message(message: Outbox, settings: MailSettings) -> EmailMessage:
 
 # --- transports -----------------------------------------------------------------------
 class Transport(Protocol):
+    def open(self) -> None: ...
+
     def send(self, msg: EmailMessage) -> None: ...
 
     def close(self) -> None: ...
@@ -157,11 +159,18 @@ class MaildirTransport:
         self.path = path
         self._box: mailbox.Maildir | None = None
 
-    def send(self, msg: EmailMessage) -> None:
-        try:
-            if self._box is None:
+    def open(self) -> None:
+        if self._box is None:
+            try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._box = mailbox.Maildir(self.path, create=True)
+            except OSError as exc:
+                raise MailError(f"Cannot write to the Maildir {self.path}: {exc}") from None
+
+    def send(self, msg: EmailMessage) -> None:
+        self.open()
+        assert self._box is not None
+        try:
             self._box.add(msg.as_bytes())
         except OSError as exc:
             raise MailError(f"Cannot write to the Maildir {self.path}: {exc}") from None
@@ -262,7 +271,8 @@ class SmtpTransport:
             )
         return password
 
-    def send(self, msg: EmailMessage) -> None:
+    def open(self) -> None:
+        """Connect (once); a failed connect is remembered and not retried in this run."""
         if self._connect_error is not None:
             raise self._connect_error
         if self._conn is None:
@@ -271,6 +281,10 @@ class SmtpTransport:
             except MailError as exc:
                 self._connect_error = exc
                 raise
+
+    def send(self, msg: EmailMessage) -> None:
+        self.open()
+        assert self._conn is not None
         if not self._conn.has_extn("8bitmime"):
             _seven_bit(msg)
         try:
@@ -337,9 +351,14 @@ def deliver(session: Session, *, settings: MailSettings) -> tuple[int, int, list
         if error not in errors:
             errors.append(error)
 
+    # Connect before claiming anything: no database lock is held while connecting.
+    transport: Transport | None = None
     try:
         transport = open_transport(settings)
+        transport.open()
     except MailError as exc:
+        if transport is not None:
+            transport.close()
         for message_id in ids:
             message = _claim(session, message_id)
             if message is None:
