@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from patientportal_cli.cli import audit, clinic, config, db, mail, portal, session, staff
+from patientportal_cli.cli import (
+    audit,
+    clinic,
+    config,
+    db,
+    mail,
+    portal,
+    registration,  # noqa: F401  (adds the command `portal register`)
+    requests,
+    session,
+    staff,
+)
 from patientportal_cli.cli.common import STATE, complete_clinic
 
 HELP = """Administer patients' logins on the Patientportal.
@@ -75,6 +86,7 @@ app.add_typer(staff.app, name="staff")
 app.add_typer(audit.app, name="audit")
 app.add_typer(mail.app, name="mail")
 app.add_typer(portal.app, name="portal")
+app.add_typer(requests.app, name="requests")
 
 
 def main() -> None:

@@ -126,13 +126,13 @@ def set_registration(
             and mode.value != clinic.registration_mode
             and prompts.interactive()
         ):
+            session.rollback()  # no open transaction while the person answers
+            choices = [("keep", "Keep them in the queue"), ("reject", "Reject them")]
+            if actor.role == "doctor":  # approving needs a doctor (services/queue.py)
+                choices.append(("approve", "Approve them"))
             choice = prompts.select(
                 f"{waiting} request(s) are pending. What should happen to them?",
-                [
-                    ("keep", "Keep them in the queue"),
-                    ("reject", "Reject them"),
-                    ("approve", "Approve them"),
-                ],
+                choices,
                 flag="--pending",
             )
             if choice == "reject" and reason is None:
@@ -149,10 +149,15 @@ def set_registration(
     if old == clinic.registration_mode:
         out().message(f"Clinic {clinic.code} already has registration mode {old} ({label}).")
         return
-    extra = f"; {handled} pending request(s) {choice}d" if handled else ""
+    done = {"reject": "rejected", "approve": "approved"}.get(choice or "", "")
+    extra = f"; {handled} pending request(s) {done}" if handled else ""
     out().success(
         f"Clinic {clinic.code}: registration mode {old} -> {clinic.registration_mode} ({label}){extra}."
     )
+    if handled:  # the patients' e-mails about the decisions
+        from patientportal_cli.cli.mail import send_queued
+
+        send_queued()
 
 
 @command(app, "services")

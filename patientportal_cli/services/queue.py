@@ -1,0 +1,412 @@
+"""The clinic's approval queue of self-registrations: rule R3.
+
+Only a doctor at the clinic approves or rejects a request. Approving creates the user
+(origin ``self``, with the password the patient chose when registering) or, when the CPR
+already has a user, links that user (R1: never a second user; the existing password,
+name and e-mail are kept). The services granted default to the requested ones the clinic
+offers; the doctor may choose others among those the clinic offers. Rejecting may carry
+a reason; the patient is e-mailed either way (the reason included when given).
+
+Exactly once: a decision is a conditional ``UPDATE ... WHERE id = :id AND status =
+'pending'``, and only the transaction whose update changed the row (row count 1) goes
+on to create/link and e-mail. On PostgreSQL a second doctor's update waits for the
+first one's row lock, then finds the row no longer pending (row count 0) and is told
+who decided it and when (``AlreadyDecided``, exit 1). On SQLite every write transaction
+is exclusive, so the second one starts after the first has committed and sees the same.
+
+The password hash a self-registrant chose is kept on the request only while it is
+pending: it moves to the new user on approval and is removed from the request on every
+decision.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, update
+from sqlmodel import Session, col, select
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import (
+    Clinic,
+    ClinicLink,
+    LinkHistory,
+    PortalUser,
+    RegistrationRequest,
+)
+from patientportal_cli.errors import AlreadyDecided, Forbidden, InvalidInput, NotFound
+from patientportal_cli.services import audit, catalog, mailtexts, outbox, users
+from patientportal_cli.services.auth import Actor
+
+STATUSES = ("pending", "approved", "rejected", "withdrawn")
+LIST_STATUSES = (*STATUSES, "all")
+MAX_REASON = 1000
+_CHUNK = 500
+
+
+@dataclass
+class RequestInfo:
+    """A request and what the queue shows about its CPR at this clinic."""
+
+    request: RegistrationRequest
+    existing_user: bool  # a portal user with this CPR exists (approval links it)
+    linked_before: bool  # this clinic linked this CPR before, and it was unlinked since
+    linked_now: bool  # the CPR is linked to this clinic now (approval changes nothing)
+    offered: list[str] = field(default_factory=list)  # the clinic's services now
+
+    @property
+    def requested(self) -> list[str]:
+        return catalog.split_services(self.request.services)
+
+    @property
+    def grantable(self) -> list[str]:
+        """What approving without --services grants: requested ∩ offered."""
+        return [s for s in self.requested if s in self.offered]
+
+
+@dataclass
+class Decision:
+    request_id: int
+    status: str  # approved | rejected
+    decided_by: str
+    decided_at: datetime
+    cpr: str
+    name: str
+    email: str
+    services: list[str] = field(default_factory=list)
+    user_created: bool = False
+    link_created: bool = False
+    reason: str | None = None
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "an unknown time"
+
+
+def clean_reason(reason: str | None) -> str | None:
+    """The rejection reason: trimmed, line breaks kept, at most 1000 characters."""
+    if reason is None:
+        return None
+    text = reason.replace("\r\n", "\n").replace("\r", "\n").strip()
+    for ch in text:
+        if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise InvalidInput(
+                f"Invalid reason: it contains the control character U+{ord(ch):04X}."
+            )
+    if len(text) > MAX_REASON:
+        raise InvalidInput(
+            f"Invalid reason: it is {len(text)} characters long; at most {MAX_REASON} are allowed."
+        )
+    return text or None
+
+
+# --- looking -------------------------------------------------------------------------
+
+
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    items = sorted(set(values))
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _infos(
+    session: Session, clinic: Clinic, requests: list[RegistrationRequest]
+) -> list[RequestInfo]:
+    existing: set[str] = set()
+    before: set[str] = set()
+    linked: set[str] = set()
+    for part in _chunks(r.cpr for r in requests):
+        existing.update(session.exec(select(PortalUser.cpr).where(col(PortalUser.cpr).in_(part))))
+        before.update(
+            session.exec(
+                select(LinkHistory.cpr).where(
+                    LinkHistory.clinic_id == clinic.id,
+                    col(LinkHistory.cpr).in_(part),
+                    col(LinkHistory.unlinked_at).is_not(None),
+                )
+            )
+        )
+        linked.update(
+            session.exec(
+                select(PortalUser.cpr)
+                .join(ClinicLink, col(ClinicLink.user_id) == PortalUser.id)
+                .where(ClinicLink.clinic_id == clinic.id, col(PortalUser.cpr).in_(part))
+            )
+        )
+    offered = catalog.split_services(clinic.services)
+    return [
+        RequestInfo(
+            request=r,
+            existing_user=r.cpr in existing,
+            linked_before=r.cpr in before,
+            linked_now=r.cpr in linked,
+            offered=offered,
+        )
+        for r in requests
+    ]
+
+
+def _clinic(session: Session, actor: Actor) -> Clinic:
+    clinic_id, _ = actor.require_clinic()
+    clinic = session.get(Clinic, clinic_id)
+    assert clinic is not None
+    return clinic
+
+
+def list_requests(session: Session, *, actor: Actor, status: str = "pending") -> list[RequestInfo]:
+    """The clinic's requests: pending first, then oldest first."""
+    if status not in LIST_STATUSES:
+        raise InvalidInput(f"Unknown status {status!r}: use {', '.join(LIST_STATUSES)}.")
+    clinic = _clinic(session, actor)
+    query = select(RegistrationRequest).where(RegistrationRequest.clinic_id == clinic.id)
+    if status != "all":
+        query = query.where(RegistrationRequest.status == status)
+    query = query.order_by(
+        case((col(RegistrationRequest.status) == "pending", 0), else_=1),
+        col(RegistrationRequest.submitted_at),
+        col(RegistrationRequest.id),
+    )
+    return _infos(session, clinic, list(session.exec(query)))
+
+
+def _find(session: Session, clinic: Clinic, request_id: int) -> RegistrationRequest:
+    request = session.exec(
+        select(RegistrationRequest)
+        .where(col(RegistrationRequest.id) == request_id)
+        .execution_options(populate_existing=True)
+    ).first()
+    if request is None or request.clinic_id != clinic.id:
+        raise NotFound(f"No registration request {request_id} at clinic {clinic.code}.")
+    return request
+
+
+def get_request(session: Session, *, actor: Actor, request_id: int) -> RequestInfo:
+    clinic = _clinic(session, actor)
+    return _infos(session, clinic, [_find(session, clinic, request_id)])[0]
+
+
+# --- deciding ------------------------------------------------------------------------
+
+
+def _claim(
+    session: Session, *, clinic: Clinic, request_id: int, status: str, by: str, reason: str | None
+) -> RegistrationRequest | None:
+    """The conditional update that makes a decision happen once; None if not pending."""
+    result = session.exec(
+        update(RegistrationRequest)
+        .where(
+            col(RegistrationRequest.id) == request_id,
+            col(RegistrationRequest.clinic_id) == clinic.id,
+            col(RegistrationRequest.status) == "pending",
+        )
+        .values(status=status, decided_by=by, decided_at=utcnow(), reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return _find(session, clinic, request_id)
+
+
+def _already(session: Session, clinic: Clinic, request_id: int) -> AlreadyDecided:
+    session.rollback()
+    request = _find(session, clinic, request_id)
+    return AlreadyDecided(
+        f"Request {request_id} was already {request.status} by {request.decided_by or '?'} "
+        f"at {when(request.decided_at)}."
+    )
+
+
+def _decide(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    request_id: int,
+    decision: str,
+    services: list[str] | None = None,
+    reason: str | None = None,
+    via: str = "requests",
+) -> Decision | None:
+    """Decide one request in the caller's transaction (no commit); None if not pending."""
+    status = "approved" if decision == "approve" else "rejected"
+    request = _claim(
+        session,
+        clinic=clinic,
+        request_id=request_id,
+        status=status,
+        by=actor.username,
+        reason=reason if decision == "reject" else None,
+    )
+    if request is None:
+        return None
+    assert clinic.id is not None and request.decided_at is not None
+    result = Decision(
+        request_id=request_id,
+        status=status,
+        decided_by=actor.username,
+        decided_at=request.decided_at,
+        cpr=request.cpr,
+        name=request.name,
+        email=request.email,
+        reason=request.reason,
+    )
+    details: dict[str, object] = {"cpr": request.cpr, "via": via}
+    if decision == "approve":
+        offered = catalog.split_services(clinic.services)
+        requested = catalog.split_services(request.services)
+        grant = services if services is not None else [s for s in requested if s in offered]
+        linked = users.ensure_linked(
+            session,
+            clinic_id=clinic.id,
+            cpr=request.cpr,
+            name=request.name,
+            email=request.email,
+            origin="self",
+            by=actor.username,
+            services=catalog.join_services(grant),
+            password_hash=request.password_hash,
+        )
+        if not linked.link_created:  # linked meanwhile (by staff): the link is left as it is
+            grant = catalog.split_services(linked.link.services)
+        result.services = grant
+        result.user_created, result.link_created = linked.user_created, linked.link_created
+        details.update(
+            services=grant,
+            user_created=linked.user_created,
+            link_created=linked.link_created,
+            differences=sorted(linked.differences),
+        )
+        subject, body = mailtexts.request_approved(
+            name=request.name, clinic_name=clinic.name, services=grant
+        )
+    else:
+        details["reason"] = request.reason
+        subject, body = mailtexts.request_rejected(
+            name=request.name, clinic_name=clinic.name, reason=request.reason
+        )
+    request.password_hash = None  # moved to the new user, or no longer needed
+    session.add(request)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action=f"request.{decision}",
+        target=f"request:{request_id}",
+        details=details,
+    )
+    outbox.enqueue(
+        session, to=request.email, template=f"request_{status}", subject=subject, body=body
+    )
+    return result
+
+
+def _chosen_services(clinic: Clinic, services: list[str] | str | None) -> list[str] | None:
+    if services is None:
+        return None
+    chosen = catalog.parse_services(services)
+    offered = catalog.split_services(clinic.services)
+    missing = [s for s in chosen if s not in offered]
+    if missing:
+        offers = ", ".join(offered) or "no services"
+        raise InvalidInput(
+            f"Clinic {clinic.code} does not offer {missing[0]} (it offers {offers})."
+        )
+    return chosen
+
+
+def approve(
+    session: Session,
+    *,
+    actor: Actor,
+    request_id: int,
+    services: list[str] | str | None = None,
+) -> Decision:
+    """Approve one request (doctors only); ``services`` overrides the default grant."""
+    actor.require_role("doctor", action="approve registration requests")
+    clinic = _clinic(session, actor)
+    chosen = _chosen_services(clinic, services)
+    _find(session, clinic, request_id)
+    decided = _decide(
+        session,
+        actor=actor,
+        clinic=clinic,
+        request_id=request_id,
+        decision="approve",
+        services=chosen,
+    )
+    if decided is None:
+        raise _already(session, clinic, request_id)
+    session.commit()
+    return decided
+
+
+def reject(
+    session: Session, *, actor: Actor, request_id: int, reason: str | None = None
+) -> Decision:
+    """Reject one request (doctors only); the reason, when given, is e-mailed."""
+    actor.require_role("doctor", action="reject registration requests")
+    clinic = _clinic(session, actor)
+    reason = clean_reason(reason)
+    _find(session, clinic, request_id)
+    decided = _decide(
+        session,
+        actor=actor,
+        clinic=clinic,
+        request_id=request_id,
+        decision="reject",
+        reason=reason,
+    )
+    if decided is None:
+        raise _already(session, clinic, request_id)
+    session.commit()
+    return decided
+
+
+def settle_pending(session: Session, *, actor: Actor, decision: str, reason: str | None) -> int:
+    """Approve or reject every pending request of the clinic, in the caller's transaction.
+
+    Called by ``clinics.set_registration`` when the mode changes (it commits). Approving
+    needs a doctor; as that command is for admins, it succeeds only for someone who is
+    both (with one role per clinic, nobody is: a doctor approves the queue first, or the
+    admin keeps or rejects it). Rejecting is part of the admin's mode change. Requests a
+    doctor decides at the same moment are skipped, not decided twice. Returns how many
+    were decided here.
+    """
+    if decision not in ("approve", "reject"):
+        raise InvalidInput(f"Unknown decision {decision!r}: use approve or reject.")
+    clinic = _clinic(session, actor)
+    if decision == "approve" and actor.role != "doctor":
+        raise Forbidden(
+            f"Only a doctor at clinic {clinic.code} can approve registration requests (you "
+            f"are {actor.role}): let a doctor approve them with `patientportal requests "
+            "approve ID...` or `requests review`, or pass --pending keep or --pending reject."
+        )
+    reason = clean_reason(reason) if decision == "reject" else None
+    if session.get_bind().dialect.name == "postgresql":
+        # lock order clinic -> requests -> audit chain, as in a mode change without requests
+        session.exec(select(Clinic).where(col(Clinic.id) == clinic.id).with_for_update()).one()
+    pending = session.exec(
+        select(RegistrationRequest.id)
+        .where(
+            RegistrationRequest.clinic_id == clinic.id,
+            RegistrationRequest.status == "pending",
+        )
+        .order_by(col(RegistrationRequest.submitted_at), col(RegistrationRequest.id))
+    ).all()
+    handled = 0
+    for request_id in pending:
+        assert request_id is not None
+        decided = _decide(
+            session,
+            actor=actor,
+            clinic=clinic,
+            request_id=request_id,
+            decision=decision,
+            reason=reason,
+            via="clinic.set_registration",
+        )
+        handled += decided is not None
+    return handled
