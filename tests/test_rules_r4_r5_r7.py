@@ -1,0 +1,211 @@
+"""End-to-end scenarios of the source document's rules R4, R5 and R7 (both backends).
+
+Each scenario drives the `patientportal` command on the staff side and on the patient's
+side (`portal ...`), and reads the activation and security codes from the mail as it
+was delivered (the default Maildir under the home directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, Staff
+from tests.test_portal_support import (
+    Inbox,
+    db_session,
+    fast_hashing,
+    link_row,
+    portal_events,
+    self_registers,
+    set_no_mitid,
+    staff_creates_patient,
+    user_row,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_hashing(monkeypatch)
+
+
+CPR = "150580-1234"
+NUMBER = "1505801234"
+EMAIL = "mette@example.dk"
+PW = "Patient-pass1"
+MITID_MESSAGE = (
+    "Error: Ved første login kræves verificering med MitID for at bekræfte din identitet. "
+    "Kontakt klinikken, hvis du ikke har MitID.\n"
+)
+CODE_SENT = (
+    "A security code was e-mailed to m***@example.dk (valid 10 minutes).\n"
+    "No terminal to ask for it: give it with `patientportal portal verify CPR --clinic NORD "
+    "--code CODE`.\n"
+)
+
+
+def two_factor(cli: Cli, expect: int = 0, password: str = PW) -> str:
+    r = cli(
+        f"portal login {CPR} --clinic NORD --method two-factor --password-stdin",
+        input=password + "\n",
+        expect=expect,
+    )
+    assert r.stdout == ""
+    return r.stderr
+
+
+def verify(cli: Cli, code: str, expect: int = 0) -> str:
+    r = cli(f"portal verify {CPR} --clinic NORD --code {code}", expect=expect)
+    assert r.stdout == ""
+    return r.stderr
+
+
+def full_two_factor_login(cli: Cli, inbox: Inbox) -> None:
+    assert two_factor(cli) == CODE_SENT
+    assert verify(cli, inbox.security_code(EMAIL)) == "Logged in.\n"
+
+
+def test_rule_r4_no_mitid_patient_logs_in_with_two_factor(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """R4: staff create the patient with "Patienten har ikke MitID"; the patient
+    activates the user from the e-mail and logs in with password + e-mailed code."""
+    inbox = Inbox(home)
+    staff_creates_patient(cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL, no_mitid=True)
+    code = inbox.activation_code(EMAIL)
+
+    r = cli(f"portal activate {CPR} --clinic NORD --code {code} --password-stdin", input=PW + "\n")
+    assert r.stderr == (
+        "Password set for 150580-****: you can now log in at clinic NORD "
+        "(`patientportal portal login`).\n"
+    )
+    assert NUMBER not in r.stdout + r.stderr
+
+    full_two_factor_login(cli, inbox)
+    # a security code is sent at every login, and each one works once
+    assert two_factor(cli) == CODE_SENT
+    second = inbox.security_code(EMAIL)
+    assert verify(cli, second) == "Logged in.\n"
+    assert verify(cli, second, expect=1).startswith("Error: There is no valid security code")
+
+    with db_session(db_url, home) as session:
+        assert user_row(session, NUMBER).mitid_verified_at is None  # no MitID involved
+        events = [e[0] for e in portal_events(session)]
+        target = {e[2] for e in portal_events(session)}
+    assert events == [
+        "portal.activate",
+        "portal.login_code_sent",
+        "portal.login",
+        "portal.login_code_sent",
+        "portal.login",
+        "portal.login_failed",
+    ]
+    assert target == {f"cpr:{NUMBER}"}
+
+
+def test_rule_r5_self_registered_patient_needs_mitid_until_the_clinic_sets_the_flag(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """R5: a self-registered patient without the flag is told (in Danish) that the first
+    login needs MitID; after the clinic sets the flag, two-factor login works."""
+    inbox = Inbox(home)
+    self_registers(cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL, password=PW)
+
+    assert two_factor(cli, expect=1) == MITID_MESSAGE
+    assert inbox.no_security_code(EMAIL)  # no security code was sent
+
+    set_no_mitid(cli, cpr=NUMBER, on=True)
+    full_two_factor_login(cli, inbox)
+
+    with db_session(db_url, home) as session:
+        events = [(e[0], e[1]) for e in portal_events(session)]
+    assert events == [
+        ("portal.login_refused", "NORD"),
+        ("portal.login_code_sent", "NORD"),
+        ("portal.login", "NORD"),
+    ]
+
+
+def test_rule_r5_staff_created_patient_without_flag_gets_the_mitid_message(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """R5 for a patient the clinic created without the flag: same message, same cure."""
+    inbox = Inbox(home)
+    staff_creates_patient(cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL)
+    code = inbox.activation_code(EMAIL)
+    cli(f"portal activate {CPR} --clinic NORD --code {code} --password-stdin", input=PW + "\n")
+
+    assert two_factor(cli, expect=1) == MITID_MESSAGE
+    # a MitID login is the other way in; it also makes two-factor possible (DESIGN §1)
+    r = cli(f"portal login {CPR} --clinic NORD --method mitid")
+    assert r.stderr == "Logged in with MitID (simulated) at clinic NORD.\n"
+    full_two_factor_login(cli, inbox)
+
+
+def test_rule_r7_removing_the_flag_requires_mitid_at_the_next_login(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """R7: after the clinic removes the flag, two-factor is refused there until the
+    patient logs in with MitID; a MitID login after the removal allows it again."""
+    inbox = Inbox(home)
+    staff_creates_patient(cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL, no_mitid=True)
+    code = inbox.activation_code(EMAIL)
+    cli(f"portal activate {CPR} --clinic NORD --code {code} --password-stdin", input=PW + "\n")
+    # a MitID login BEFORE the flag is removed does not count
+    cli(f"portal login {CPR} --clinic NORD --method mitid")
+    full_two_factor_login(cli, inbox)
+
+    set_no_mitid(cli, cpr=NUMBER, on=False)
+    assert two_factor(cli, expect=1) == MITID_MESSAGE
+    assert inbox.no_security_code(EMAIL)
+    with db_session(db_url, home) as session:
+        removed_at = link_row(session, NUMBER).mitid_required_after
+        verified_at = user_row(session, NUMBER).mitid_verified_at
+    assert removed_at is not None and verified_at is not None and verified_at < removed_at
+
+    r = cli(f"portal login {CPR} --clinic NORD --method mitid")
+    assert r.stderr == "Logged in with MitID (simulated) at clinic NORD.\n"
+    with db_session(db_url, home) as session:
+        verified_at = user_row(session, NUMBER).mitid_verified_at
+    assert verified_at is not None and verified_at > removed_at
+
+    full_two_factor_login(cli, inbox)
+
+
+def test_rule_r7_a_pending_security_code_stops_working_when_the_flag_is_removed(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """R7 between the two steps: the code was sent, then the clinic removed the flag."""
+    inbox = Inbox(home)
+    self_registers(cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL, password=PW)
+    set_no_mitid(cli, cpr=NUMBER, on=True)
+    assert two_factor(cli) == CODE_SENT
+    code = inbox.security_code(EMAIL)
+
+    set_no_mitid(cli, cpr=NUMBER, on=False)
+    assert verify(cli, code, expect=1) == MITID_MESSAGE
+
+
+def test_rule_r7_is_per_clinic(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
+    """The flag is per clinic link: removing it at NORD leaves SYD's flag working, and a
+    code sent for SYD does not log in at NORD."""
+    inbox = Inbox(home)
+    cli("clinic create SYD --name 'Sydklinikken'")
+    for clinic in ("NORD", "SYD"):
+        self_registers(
+            cli, cpr=NUMBER, name="Mette Hansen", email=EMAIL, password=PW, clinic=clinic
+        )
+        set_no_mitid(cli, cpr=NUMBER, on=True, clinic=clinic)
+
+    set_no_mitid(cli, cpr=NUMBER, on=False, clinic="NORD")
+    assert two_factor(cli, expect=1) == MITID_MESSAGE
+    r = cli(
+        f"portal login {CPR} --clinic SYD --method two-factor --password-stdin", input=PW + "\n"
+    )
+    assert r.stderr == CODE_SENT.replace("--clinic NORD", "--clinic SYD")
+    code = inbox.security_code(EMAIL)
+    set_no_mitid(cli, cpr=NUMBER, on=True, clinic="NORD")
+    assert verify(cli, code, expect=1).startswith("Error: There is no valid security code")
+    r = cli(f"portal verify {CPR} --clinic SYD --code {code}")
+    assert r.stderr == "Logged in.\n"
