@@ -74,10 +74,12 @@ def set_mode(cli: Cli, mode: str, *extra: str) -> Any:
     return cli(["clinic", "set-registration", mode, *extra])
 
 
-def add_doctor(staff: Staff, username: str = "bo", *, login: bool = True) -> None:
-    staff.add(username, "doctor", name=f"Dr {username.title()}")
+def add_doctor(
+    staff: Staff, username: str = "bo", *, login: bool = True, clinic: str | None = None
+) -> None:
+    staff.add(username, "doctor", name=f"Dr {username.title()}", clinic=clinic)
     if login:
-        staff.login(username)
+        staff.login(username, clinic=clinic)
 
 
 def mails(home: Path) -> list[EmailMessage]:

@@ -42,17 +42,18 @@ def complete_request(ctx: typer.Context, incomplete: str) -> list[str]:
 def _pending_ids(ctx: typer.Context, incomplete: str) -> list[str]:
     from sqlalchemy import text
 
-    from patientportal_cli.cli.common import STATE, database, session_token
+    from patientportal_cli.cli.common import STATE, database, db_url, session_token
     from patientportal_cli.services.auth import token_hash
 
     root = ctx.find_root().params  # completion does not run the root callback
-    STATE.db_url = STATE.db_url or root.get("db_url") or None
-    if STATE.home is None and root.get("home"):
+    STATE.db_url = root.get("db_url") or STATE.db_url
+    if root.get("home"):
         STATE.home = Path(root["home"]).expanduser().resolve()
-    code = ctx.params.get("clinic_code") or root.get("clinic_code") or STATE.clinic
+    code = ctx.params.get("clinic_code") or root.get("clinic_code")
     token = session_token()
-    if not token:
-        return []
+    url, _ = db_url()
+    if not token or url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return []  # pressing TAB never creates a database file
     with database(migrate=False) as session:
         found = session.execute(
             text("SELECT staff_id, clinic_id FROM api_token WHERE token_hash = :h"),
