@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
 from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound, NotLoggedIn
-from patientportal_cli.services import audit, passwords
+from patientportal_cli.services import audit, catalog, passwords
 
 SESSION_HOURS = 12
 LOGIN_FAILED = "Login failed: unknown user or wrong password."
@@ -51,7 +51,10 @@ class Actor:
         clinic_id, code = self.require_clinic()
         if self.role not in allowed:
             need = " or ".join(allowed)
-            raise Forbidden(f"Only a {need} at clinic {code} can {action} (you are {self.role}).")
+            article = "an" if need[0] in "aeiou" else "a"
+            raise Forbidden(
+                f"Only {article} {need} at clinic {code} can {action} (you are {self.role})."
+            )
         return clinic_id, code
 
 
@@ -65,9 +68,11 @@ def token_hash(token: str) -> str:
 
 
 def find_clinic(session: Session, code: str) -> Clinic:
-    clinic = session.exec(select(Clinic).where(Clinic.code == code.strip().upper())).first()
+    """The clinic with this code; InvalidInput for a malformed code, NotFound if none."""
+    code = catalog.check_clinic_code(code)
+    clinic = session.exec(select(Clinic).where(Clinic.code == code)).first()
     if clinic is None:
-        raise NotFound(f"No clinic with code {code.strip().upper()!r}.")
+        raise NotFound(f"No clinic with code {code!r}.")
     return clinic
 
 
@@ -145,7 +150,7 @@ def resolve(session: Session, *, token: str | None, clinic_code: str | None) -> 
     )
     ids = {c.code: c.id for _, c in memberships}
     if clinic_code:
-        code = clinic_code.strip().upper()
+        code = catalog.check_clinic_code(clinic_code)
         if code not in ids:
             find_clinic(session, code)  # NotFound when it does not exist at all
             raise Forbidden(f"{staff.username} does not work at clinic {code}.")
@@ -210,8 +215,8 @@ def list_tokens(session: Session, *, actor: Actor) -> list[ApiToken]:
 
 def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
     row = session.get(ApiToken, token_id)
-    if row is None or row.staff_id != actor.staff_id:
-        raise NotFound(f"You have no token with id {token_id}.")
+    if row is None or row.staff_id != actor.staff_id or row.kind != "api":
+        raise NotFound(f"You have no API token with id {token_id}.")
     if row.revoked_at is not None:
         raise Conflict(f"Token {token_id} is already revoked.")
     row.revoked_at = utcnow()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from patientportal_cli.errors import InvalidInput
+
+CLINIC_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
 
 # mode -> the label the source document uses
 REGISTRATION_MODES: dict[str, str] = {
@@ -20,6 +24,17 @@ SERVICES: dict[str, str] = {
     "booking": "Tidsbestilling",
     "prescription-renewal": "Receptfornyelse",
 }
+
+
+def check_clinic_code(code: str) -> str:
+    """A clinic code, upper-cased: 2-32 of A-Z, 0-9, '-', '_' (InvalidInput otherwise)."""
+    norm = code.strip().upper()
+    if not CLINIC_CODE_RE.match(norm):
+        raise InvalidInput(
+            "Invalid clinic code: use 2-32 letters A-Z, digits, '-' or '_', starting with a "
+            "letter or digit."
+        )
+    return norm
 
 
 def check_mode(mode: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlmodel import Session, col, func, select
 
 from patientportal_cli.db.models import Clinic, Membership, RegistrationRequest
@@ -12,18 +10,8 @@ from patientportal_cli.services import audit, catalog
 from patientportal_cli.services.auth import Actor, find_clinic
 from patientportal_cli.services.contact import clean_name
 
-CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
 PENDING_CHOICES = ("keep", "reject", "approve")
-
-
-def check_code(code: str) -> str:
-    norm = code.strip().upper()
-    if not CODE_RE.match(norm):
-        raise InvalidInput(
-            "Invalid clinic code: use 2-32 letters A-Z, digits, '-' or '_', starting with a "
-            "letter or digit."
-        )
-    return norm
+check_code = catalog.check_clinic_code
 
 
 def new_clinic(
@@ -122,11 +110,13 @@ def set_registration(
     clinic = session.get(Clinic, clinic_id)
     assert clinic is not None
     old = clinic.registration_mode
+    if mode == old:
+        return clinic, old, 0  # nothing changes, nothing to audit
     waiting = pending_count(session, clinic_id)
     handled = 0
-    if waiting and mode != old and pending is None:
+    if waiting and pending is None:
         raise MissingInput("--pending", f"choice for the {waiting} pending request(s)")
-    if waiting and pending in ("reject", "approve") and mode != old:
+    if waiting and pending in ("reject", "approve"):
         from patientportal_cli.services import queue
 
         handled = queue.settle_pending(session, actor=actor, decision=pending, reason=reason)
