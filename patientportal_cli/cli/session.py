@@ -57,16 +57,18 @@ def init(
     """
     from patientportal_cli.db import migrate
     from patientportal_cli.errors import Conflict
-    from patientportal_cli.services import staff
+    from patientportal_cli.services import catalog, staff
+    from patientportal_cli.services.contact import clean_name
 
-    clinic = _ask(clinic or STATE.clinic, "Clinic code:", "--clinic")
-    clinic_name = _ask(clinic_name, "Clinic name:", "--clinic-name")
-    admin = _ask(admin, "Admin username:", "--admin")
-    admin_name = _ask(admin_name, "Admin full name:", "--admin-name")
     with database(migrate=False) as session:
         engine = session.get_bind()
         if migrate.current(engine) is not None and staff.is_initialised(session):  # type: ignore[arg-type]
             raise Conflict("This database is already initialised: `init` runs only once.")
+    # each value is checked as soon as it is known, before the password is asked for
+    clinic = catalog.check_clinic_code(_ask(clinic or STATE.clinic, "Clinic code:", "--clinic"))
+    clinic_name = clean_name(_ask(clinic_name, "Clinic name:", "--clinic-name"))
+    admin = staff.check_username(_ask(admin, "Admin username:", "--admin"))
+    admin_name = clean_name(_ask(admin_name, "Admin full name:", "--admin-name"))
     password = get_password(password_stdin, f"Password for {admin}:", new=True)
     with database(migrate=False) as session:
         migrate.upgrade(session.get_bind())  # type: ignore[arg-type]

@@ -67,13 +67,16 @@ def add(
     is asked).
     """
     from patientportal_cli.services import staff
+    from patientportal_cli.services.contact import clean_name
 
+    staff.check_username(username)
+    clean_name(name)  # bad input is refused before a password is asked for
     with staff_session(clinic=clinic_code) as (session, actor):
         actor.require_role("admin", action="add staff")
-        exists = staff.username_exists(session, username)
-        password = (
-            None if exists else get_password(password_stdin, f"Password for {username}:", new=True)
-        )
+        password = None
+        if staff.needs_password(session, username):
+            session.rollback()  # hold no database lock while the password is typed
+            password = get_password(password_stdin, f"Password for {username}:", new=True)
         member, created = staff.add(
             session,
             actor=actor,
@@ -82,8 +85,13 @@ def add(
             role=role.value,
             password=password,
         )
-    what = "Added" if created else "Gave existing user"
-    out().success(f"{what} {member.username} the role {role.value} at clinic {actor.clinic_code}.")
+    where = f"the role {role.value} at clinic {actor.clinic_code}"
+    if created:
+        out().success(f"Added {member.username} with {where}.")
+    elif password is not None:
+        out().success(f"Enabled {member.username} again, with {where}.")
+    else:
+        out().success(f"Gave existing user {member.username} {where}.")
 
 
 @command(app, "set-role")

@@ -100,13 +100,15 @@ def add(
     """Add a staff member to the current clinic. Returns (staff, created).
 
     A username that already exists (someone working at another clinic) gets a role at
-    this clinic; their password and name stay as they are.
+    this clinic; their password and name stay as they are. A disabled account is
+    enabled again, with the new password given (its old password is not revived).
     """
     clinic_id, code = actor.require_role("admin", action="add staff")
     username = check_username(username)
     role = catalog.check_role(role)
     staff = _find(session, username)
     created = staff is None
+    reactivated = False
     if staff is None:
         if password is None:
             raise InvalidInput("A new staff member needs a password.")
@@ -118,6 +120,15 @@ def add(
         )
         session.add(staff)
         session.flush()
+    elif not staff.active:
+        if password is None:
+            raise InvalidInput(
+                f"{username} was disabled: enabling the account needs a new password."
+            )
+        passwords.check_policy(password)
+        staff.password_hash = passwords.hash_password(password)
+        staff.active = True
+        reactivated = True
     assert staff.id is not None
     if _membership(session, staff.id, clinic_id) is not None:
         raise Conflict(f"{username} already works at clinic {code}.")
@@ -128,7 +139,7 @@ def add(
         clinic=code,
         action="staff.add",
         target=f"staff:{username}",
-        details={"role": role, "new_account": created},
+        details={"role": role, "new_account": created, "reactivated": reactivated},
     )
     session.commit()
     return staff, created
@@ -212,3 +223,9 @@ def disable(session: Session, *, actor: Actor, username: str) -> str:
 
 def username_exists(session: Session, username: str) -> bool:
     return _find(session, username) is not None
+
+
+def needs_password(session: Session, username: str) -> bool:
+    """Whether ``add`` needs a password: a new account, or a disabled one enabled again."""
+    staff = _find(session, username)
+    return staff is None or not staff.active
