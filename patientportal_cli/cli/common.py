@@ -194,6 +194,7 @@ def database(*, migrate: bool = True) -> Iterator[Session]:
 
     url, is_default = db_url()
     engine = engine_mod.get_engine(url, home())
+    engine_mod.ping(engine, url)
     try:
         if migrate:
             migrate_mod.check(engine, auto_upgrade=is_default, url_text=engine_mod.describe(url))
@@ -234,6 +235,8 @@ def staff_session(
 
     if clinic:
         STATE.clinic = clinic
+    if not STATE.clinic:
+        STATE.clinic = config().get("clinic")  # the default clinic from config.toml
 
     token = session_token()
     with database() as session:
@@ -258,23 +261,40 @@ def _audit_reveal(session: Session, actor: Actor, cprs: list[str]) -> None:
 
 
 # --- completion helpers ----------------------------------------------------------------
-def complete_clinic(incomplete: str) -> list[str]:
-    return _complete_column("clinic", "code", incomplete.upper())
+def complete_clinic(ctx: typer.Context, incomplete: str) -> list[str]:
+    return _complete_column(ctx, "clinic", "code", incomplete.upper())
 
 
-def complete_username(incomplete: str) -> list[str]:
-    return _complete_column("staff", "username", incomplete.lower())
+def complete_username(ctx: typer.Context, incomplete: str) -> list[str]:
+    return _complete_column(ctx, "staff", "username", incomplete.lower())
 
 
-def _complete_column(table: str, column: str, prefix: str) -> list[str]:
-    """Values from the database for TAB completion; nothing (never an error) on failure."""
+def completion_state(ctx: typer.Context) -> None:
+    """TAB completion runs no callbacks: take --db/--home (or their env vars) from the
+    root's parsed parameters so that completion reads the same database as commands."""
+    root = ctx.find_root().params
+    STATE.db_url = STATE.db_url or root.get("db_url") or None
+    if STATE.home is None and root.get("home"):
+        STATE.home = Path(root["home"]).expanduser().resolve()
+
+
+def _complete_column(ctx: typer.Context, table: str, column: str, prefix: str) -> list[str]:
+    """Values from the database for TAB completion; nothing (never an error) on failure.
+    A SQLite file that does not exist yet is not created by pressing TAB."""
     try:
         from sqlalchemy import text
 
+        completion_state(ctx)
+        url, _ = db_url()
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+            return []
         with database(migrate=False) as session:
             rows = session.execute(
-                text(f"SELECT {column} FROM {table} WHERE {column} LIKE :p ORDER BY {column}"),
-                {"p": prefix.replace("%", "").replace("_", "\\_") + "%"},
+                text(
+                    f"SELECT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '\\' "
+                    f"ORDER BY {column}"
+                ),
+                {"p": prefix.replace("\\", "").replace("%", "").replace("_", "\\_") + "%"},
             )
             return [str(r[0]) for r in rows][:200]
     except Exception:

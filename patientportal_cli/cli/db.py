@@ -37,8 +37,11 @@ def current() -> None:
 @command(app, "check")
 def check() -> None:
     """Exit 0 when the schema is current, 1 (with the remedy) when it is behind."""
+    from patientportal_cli.cli.common import db_url
     from patientportal_cli.db import migrate
+    from patientportal_cli.db.engine import describe
 
     with database(migrate=False) as session:
-        migrate.check(session.get_bind(), auto_upgrade=False, url_text="this database")  # type: ignore[arg-type]
+        where = describe(db_url()[0])
+        migrate.check(session.get_bind(), auto_upgrade=False, url_text=where)  # type: ignore[arg-type]
     out().success(f"The schema is current ({migrate.HEAD}).")

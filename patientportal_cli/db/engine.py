@@ -43,12 +43,22 @@ def parse_url(url: str) -> URL:
 
 
 def describe(url: str | URL) -> str:
-    """The URL without its password, for messages."""
+    """The database, never its password, for messages ("the SQLite database /x.db")."""
     parsed = url if isinstance(url, URL) else parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return f"SQLite file {parsed.database}"
+        return f"the SQLite database {parsed.database or ':memory:'}"
     port = parsed.port or 5432
-    return f"PostgreSQL at {parsed.host or 'localhost'}:{port}/{parsed.database or ''}"
+    return (
+        f"the PostgreSQL database {parsed.database or ''!r} on {parsed.host or 'localhost'}:{port}"
+    )
+
+
+def safe_url(url: str) -> str:
+    """The URL as text with any password replaced by ***."""
+    try:
+        return parse_url(url).render_as_string(hide_password=True)
+    except InvalidInput:
+        return "(invalid URL)"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -97,9 +107,24 @@ def dispose_all() -> None:
     _engines.clear()
 
 
+def ping(engine: Engine, url: str) -> None:
+    """Open (and return to the pool) one connection; DatabaseUnavailable when that fails."""
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise connection_error(exc, url) from None
+
+
 def connection_error(exc: DBAPIError, url: str) -> DatabaseUnavailable:
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
+    try:
+        secret = make_url(url).password
+    except ArgumentError:
+        secret = None
+    if secret:
+        first = first.replace(str(secret), "***")
     if "password" in first.lower():
         first += " (set it with `patientportal config set db-password`)"
-    return DatabaseUnavailable(f"Cannot connect to the {describe(url)}: {first}")
+    return DatabaseUnavailable(f"Cannot connect to {describe(url)}: {first}")

@@ -36,9 +36,36 @@ def current(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
+    from alembic.util.exc import CommandError
 
-    with engine.begin() as conn:
-        command.upgrade(_config(conn), revision)
+    rev = current(engine)
+    if rev is not None and not known(rev):
+        raise SchemaBehind(_unknown(rev))
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), revision)
+    except CommandError as exc:
+        raise SchemaBehind(f"Cannot upgrade the schema: {exc}".splitlines()[0]) from None
+
+
+def known(rev: str) -> bool:
+    """Whether ``rev`` is one of this program's migrations."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    cfg = _config(None)  # type: ignore[arg-type]
+    try:
+        return ScriptDirectory.from_config(cfg).get_revision(rev) is not None
+    except CommandError:
+        return False
+
+
+def _unknown(rev: str) -> str:
+    return (
+        f"The database schema is at revision {rev!r}, which this program (schema {HEAD}) "
+        "does not know: it was probably migrated by a newer patientportal. Use that "
+        "version, or restore a backup and run `patientportal db upgrade`."
+    )
 
 
 def script_head() -> str | None:
@@ -58,9 +85,11 @@ def check(engine: Engine, *, auto_upgrade: bool, url_text: str) -> None:
         return
     if rev is None:
         raise SchemaBehind(
-            f"The database at {url_text} has no patientportal schema: run `patientportal db upgrade` "
-            "(or `patientportal init` on a new installation)."
+            f"{url_text[:1].upper()}{url_text[1:]} has no patientportal schema: run "
+            "`patientportal db upgrade` (or `patientportal init` on a new installation)."
         )
+    if not known(rev):
+        raise SchemaBehind(_unknown(rev))
     raise SchemaBehind(
         f"The database schema is at revision {rev}, this program needs {HEAD}: "
         "run `patientportal db upgrade`."
