@@ -50,15 +50,26 @@ class Config:
         return self.home / "config.toml"
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        env = os.environ.get("PATIENTPORTAL_" + key.upper().replace("-", "_"))
+        env = os.environ.get(env_name(key))
         if env:
             return env
         return self.values.get(key, default)
 
-    def set(self, key: str, value: str) -> None:
+    def source(self, key: str) -> str:
+        """Where ``get`` finds the value: the environment variable, config.toml, or ''."""
+        if os.environ.get(env_name(key)):
+            return env_name(key)
+        return "config.toml" if key in self.values else ""
+
+    def set(self, key: str, value: str) -> str:
+        """Check and store a (non-secret) setting; returns the value as stored."""
         check_key(key)
+        if key in SECRETS:
+            raise InvalidInput(f"{key} is a secret: it is kept in the OS keyring, not here.")
+        value = check_value(key, value)
         self.values[key] = value
         self.save()
+        return value
 
     def unset(self, key: str) -> bool:
         check_key(key)
@@ -74,12 +85,62 @@ class Config:
         tmp.replace(self.path)
 
 
+def env_name(key: str) -> str:
+    """The environment variable that overrides a setting: PATIENTPORTAL_DB_URL ..."""
+    return "PATIENTPORTAL_" + key.upper().replace("-", "_")
+
+
 def check_key(key: str) -> None:
     if key in SECRETS:
         return
     if key not in SETTINGS:
         known = ", ".join([*SETTINGS, *SECRETS])
         raise InvalidInput(f"Unknown setting {key!r}. Known settings: {known}.")
+
+
+def check_value(key: str, value: str) -> str:
+    """The value normalised, or InvalidInput saying what is wrong with it."""
+    value = value.strip()
+    if not value:
+        raise InvalidInput(f"Empty value for {key}: use `patientportal config unset {key}`.")
+    if key == "db-url":
+        from patientportal_cli.db.engine import parse_url
+
+        if parse_url(value).password:
+            raise InvalidInput(
+                "The database URL holds a password, which config.toml must not keep: set the "
+                "URL without it and run `patientportal config set db-password`."
+            )
+    elif key == "clinic":
+        from patientportal_cli.services.catalog import check_clinic_code
+
+        value = check_clinic_code(value)
+    elif key == "mail-transport":
+        value = value.lower()
+        if value not in ("maildir", "smtp"):
+            raise InvalidInput(f"Unknown mail-transport {value!r}: use maildir or smtp.")
+    elif key == "smtp-port":
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise InvalidInput(f"Invalid smtp-port {value!r}: use a number from 1 to 65535.")
+    elif key == "smtp-starttls":
+        if value.lower() in ("yes", "y", "true", "1", "on"):
+            value = "yes"
+        elif value.lower() in ("no", "n", "false", "0", "off"):
+            value = "no"
+        else:
+            raise InvalidInput(f"Invalid smtp-starttls {value!r}: use yes or no.")
+    return value
+
+
+def display_value(key: str, value: str | None) -> str:
+    """A setting as shown to people: a password inside a URL (from the environment) hidden."""
+    if not value:
+        return ""
+    if key == "db-url":
+        from patientportal_cli.db.engine import safe_url
+
+        return safe_url(value)
+    return value
 
 
 def load(home: Path | None) -> Config:

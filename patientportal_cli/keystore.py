@@ -16,19 +16,33 @@ from patientportal_cli.errors import KeyringUnavailable
 SERVICE = "patientportal-cli"
 
 REMEDY = (
-    "No usable OS keyring was found, so secrets cannot be stored. Install and unlock a "
-    "keyring backend (e.g. GNOME Keyring, KWallet, or `pip install keyrings.alt`), or "
-    "use PATIENTPORTAL_TOKEN from `patientportal login --print-token`."
+    "No usable OS keyring was found to keep secrets in: install and unlock a keyring "
+    "backend (e.g. GNOME Keyring, KWallet, or `pip install keyrings.alt`)"
 )
+# what else works without a keyring, per secret
+ALTERNATIVES = {
+    "session": "or log in with `patientportal login USERNAME --print-token` and export "
+    "PATIENTPORTAL_TOKEN",
+    "db-password": "or give the database password to PostgreSQL's client through "
+    "PGPASSWORD or ~/.pgpass",
+}
 
 
-def _backend() -> Any:
+def remedy(name: str) -> str:
+    alternative = ALTERNATIVES.get(name)
+    return f"{REMEDY}, {alternative}." if alternative else f"{REMEDY}."
+
+
+def _backend(name: str) -> Any:
     import keyring
     from keyring.backends import fail
 
-    backend = keyring.get_keyring()
+    try:
+        backend = keyring.get_keyring()
+    except Exception:  # a broken keyring configuration
+        raise KeyringUnavailable(remedy(name)) from None
     if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 1) <= 0:
-        raise KeyringUnavailable(REMEDY)
+        raise KeyringUnavailable(remedy(name))
     return backend
 
 
@@ -37,34 +51,43 @@ def _key(name: str, home: Path) -> str:
 
 
 def get(name: str, home: Path) -> str | None:
-    backend = _backend()
+    backend = _backend(name)
     try:
         value: str | None = backend.get_password(SERVICE, _key(name, home))
     except Exception as exc:  # keyring backends raise many kinds of errors
-        raise KeyringUnavailable(f"Keyring error: {type(exc).__name__}. {REMEDY}") from None
+        raise KeyringUnavailable(f"Keyring error ({type(exc).__name__}). {remedy(name)}") from None
     return value
 
 
 def set(name: str, home: Path, value: str) -> None:  # noqa: A001
-    backend = _backend()
+    backend = _backend(name)
     try:
         backend.set_password(SERVICE, _key(name, home), value)
     except Exception as exc:
-        raise KeyringUnavailable(f"Keyring error: {type(exc).__name__}. {REMEDY}") from None
+        raise KeyringUnavailable(f"Keyring error ({type(exc).__name__}). {remedy(name)}") from None
 
 
 def delete(name: str, home: Path) -> bool:
-    backend = _backend()
+    from keyring.errors import PasswordDeleteError
+
+    backend = _backend(name)
     try:
         backend.delete_password(SERVICE, _key(name, home))
-    except Exception:
+    except PasswordDeleteError:
         return False
+    except Exception as exc:
+        raise KeyringUnavailable(f"Keyring error ({type(exc).__name__}). {remedy(name)}") from None
     return True
+
+
+def require(name: str) -> None:
+    """KeyringUnavailable (with the remedy for ``name``) unless a keyring is usable."""
+    _backend(name)
 
 
 def available() -> bool:
     try:
-        _backend()
+        _backend("session")
     except KeyringUnavailable:
         return False
     return True

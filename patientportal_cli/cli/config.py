@@ -21,12 +21,17 @@ def _complete_key(incomplete: str) -> list[str]:
 def show(fmt: OutputOpt = Fmt.table) -> None:
     """Show the settings (secrets only as set / not set)."""
     from patientportal_cli import keystore
-    from patientportal_cli.config import SECRETS, SETTINGS
+    from patientportal_cli.config import SECRETS, SETTINGS, display_value
     from patientportal_cli.errors import KeyringUnavailable
 
     cfg = config()
     rows = [
-        {"key": k, "value": cfg.get(k) or "", "description": help_text}
+        {
+            "key": k,
+            "value": display_value(k, cfg.get(k)),
+            "source": cfg.source(k),
+            "description": help_text,
+        }
         for k, help_text in SETTINGS.items()
     ]
     for key, help_text in SECRETS.items():
@@ -34,8 +39,12 @@ def show(fmt: OutputOpt = Fmt.table) -> None:
             state = "(set, in keyring)" if keystore.get(key, home()) else "(not set)"
         except KeyringUnavailable:
             state = "(no keyring available)"
-        rows.append({"key": key, "value": state, "description": help_text})
-    out(fmt).rows(rows, [("key", "Key"), ("value", "Value"), ("description", "Description")])
+        source = "keyring" if state.startswith("(set") else ""
+        rows.append({"key": key, "value": state, "source": source, "description": help_text})
+    out(fmt).rows(
+        rows,
+        [("key", "Key"), ("value", "Value"), ("source", "From"), ("description", "Description")],
+    )
     out().message(f"Config file: {cfg.path}")
 
 
@@ -63,6 +72,7 @@ def set_(
             )
         from patientportal_cli.cli.common import read_password_stdin
 
+        keystore.require(key)  # before anything is typed
         secret = (
             read_password_stdin()
             if value_stdin
@@ -73,8 +83,8 @@ def set_(
         return
     if value is None:
         raise InvalidInput(f"Missing VALUE: patientportal config set {key} VALUE")
-    config().set(key, value)
-    out().success(f"{key} = {value}")
+    stored = config().set(key, value)
+    out().success(f"{key} = {stored}")
 
 
 @command(app, "unset")
