@@ -95,7 +95,14 @@ class Output:
             items = [self.value(key, v, for_json=for_json) for v in value]
             return items if for_json else ", ".join(str(i) for i in items)
         if isinstance(value, dict):
-            return {k: self.value(k, v, for_json=for_json) for k, v in value.items()}
+            # a nested object keeps JSON values (it is shown as JSON in tables and CSV);
+            # text anywhere inside free text (audit details) is searched for CPR numbers
+            return {
+                k: self.value(
+                    key if key in FREE_TEXT_KEYS and k not in CPR_KEYS else k, v, for_json=True
+                )
+                for k, v in value.items()
+            }
         if isinstance(value, str):
             if key in CPR_KEYS:
                 return self._cpr(value)
