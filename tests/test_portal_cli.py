@@ -134,22 +134,20 @@ def test_activate_with_a_wrong_code(cli: Cli, invited: str) -> None:
     assert r.stderr == "Error: Wrong activation code (4 tries left).\n"
 
 
-@pytest.mark.parametrize(
-    ("password", "needs"),
-    [
-        ("Short1a", "at least 8 characters"),
-        ("lowercase-only1", "an upper-case letter"),
-        ("UPPERCASE-ONLY1", "a lower-case letter"),
-        ("No-digits-here", "a digit"),
-        ("short", "at least 8 characters, an upper-case letter, a digit"),
-    ],
-)
-def test_activate_refuses_a_password_against_the_policy(
-    cli: Cli, invited: str, password: str, needs: str
-) -> None:
+POLICY_CASES = [
+    ("Short1a", "at least 8 characters"),
+    ("lowercase-only1", "an upper-case letter"),
+    ("UPPERCASE-ONLY1", "a lower-case letter"),
+    ("No-digits-here", "a digit"),
+    ("short", "at least 8 characters, an upper-case letter, a digit"),
+]
+
+
+def test_activate_refuses_a_password_against_the_policy(cli: Cli, invited: str) -> None:
     args = f"portal activate {CPR} --clinic NORD --code {invited} --password-stdin"
-    r = cli(args, input=password + "\n", expect=2)
-    assert r.stderr == f"Error: The password needs {needs}.\n"
+    for password, needs in POLICY_CASES:
+        r = cli(args, input=password + "\n", expect=2)
+        assert r.stderr == f"Error: The password needs {needs}.\n"
     cli(args, input=PW + "\n")  # the code still works
 
 
@@ -353,3 +351,33 @@ def test_portal_help_lists_the_commands(cli: Cli) -> None:
     r = cli("portal --help")
     for name in ("activate", "login", "verify"):
         assert name in r.stdout
+
+
+def test_two_factor_when_the_smtp_server_refuses(
+    cli: Cli, flagged: Inbox, smtp_server: Any
+) -> None:
+    """The code stays queued (exit 1, the patient is told); `mail send` delivers it later."""
+    for setting in ("mail-transport smtp", "smtp-host 127.0.0.1", "smtp-starttls no"):
+        cli(f"config set {setting}")
+    cli(f"config set smtp-port {smtp_server.port}")
+    smtp_server.handler.refuse = True
+    r = cli(LOGIN, input=PW + "\n", expect=1)
+    assert r.stderr.splitlines() == [
+        "Warning: 1 e-mail could not be sent (SMTP 550 5.1.1 mailbox unavailable (recipient "
+        f"{EMAIL})); it stays queued: run `patientportal mail send`.",
+        "Error: The security code could not be e-mailed; it stays queued and is sent by "
+        "`patientportal mail send` (valid 10 minutes). Then give it with `patientportal "
+        "portal verify CPR --clinic NORD --code CODE`.",
+    ]
+    smtp_server.handler.refuse = False
+    cli("mail send")
+    [msg] = smtp_server.messages
+    code = _only_code(msg)
+    assert cli(f"portal verify {CPR} --clinic NORD --code {code}").stderr == "Logged in.\n"
+
+
+def _only_code(msg: Any) -> str:
+    from tests.test_portal_support import SECURITY_CODE, body
+
+    [code] = SECURITY_CODE.findall(body(msg).replace("\r\n", "\n"))
+    return str(code)

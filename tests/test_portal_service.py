@@ -347,14 +347,14 @@ def test_an_expired_security_code_is_refused(patient: str, db_url: str, home: Pa
             portal.verify_code(session, cpr=NUMBER, clinic_code="NORD", code=code)
 
 
-@pytest.mark.parametrize("bad", ["", "12345", "1234567", "abcdef", "12 34 5x"])
 def test_a_security_code_that_is_not_6_digits_is_invalid_input(
-    patient: str, db_url: str, home: Path, bad: str
+    patient: str, db_url: str, home: Path
 ) -> None:
     with db_session(db_url, home) as session:
         start(session)
-        with pytest.raises(InvalidInput, match="6 digits"):
-            portal.verify_code(session, cpr=NUMBER, clinic_code="NORD", code=bad)
+        for bad in ("", "12345", "1234567", "abcdef", "12 34 5x", "１２３４５６"):
+            with pytest.raises(InvalidInput, match="6 digits"):
+                portal.verify_code(session, cpr=NUMBER, clinic_code="NORD", code=bad)
         row = codes.current(session, user_id=user_row(session, NUMBER).id or 0, purpose="login")
         assert row is not None and row.attempts == 0
 
@@ -377,3 +377,30 @@ def test_mask_email() -> None:
     assert portal.mask_email("mette.hansen@example.dk") == "m***@example.dk"
     assert portal.mask_email("x@y.dk") == "x***@y.dk"
     assert portal.mask_email("broken") == "***"
+
+
+def test_parallel_wrong_passwords_are_all_counted(patient: str, db_url: str, home: Path) -> None:
+    """Ten wrong passwords at the same moment, on ten connections: the row lock makes
+    them take turns, so exactly five are counted (and lock) and five find the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patientportal_cli.db import engine as engine_mod
+
+    engine = engine_mod.get_engine(db_url, home)
+
+    def attempt(_: int) -> str:
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                start(session, "Wrong-pass1")
+            except Refused as exc:
+                return str(exc).split(" ")[0]
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(attempt, range(10)))
+    assert sorted(results) == ["Login"] * 5 + ["Two-factor"] * 5
+    with db_session(db_url, home) as session:
+        user = user_row(session, NUMBER)
+        assert user.locked_until is not None and user.failed_logins == 0
+        actions = sorted(e[0] for e in events(session))
+    assert actions == ["portal.login_failed"] * 5 + ["portal.login_locked"] * 5

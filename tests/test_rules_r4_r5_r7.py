@@ -7,6 +7,7 @@ was delivered (the default Maildir under the home directory).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,7 @@ def test_rule_r7_removing_the_flag_requires_mitid_at_the_next_login(
     set_no_mitid(cli, cpr=NUMBER, on=False)
     assert two_factor(cli, expect=1) == MITID_MESSAGE
     assert inbox.no_security_code(EMAIL)
+    assert access(cli) == (True, False)  # what the staff see agrees
     with db_session(db_url, home) as session:
         removed_at = link_row(session, NUMBER).mitid_required_after
         verified_at = user_row(session, NUMBER).mitid_verified_at
@@ -170,7 +172,14 @@ def test_rule_r7_removing_the_flag_requires_mitid_at_the_next_login(
         verified_at = user_row(session, NUMBER).mitid_verified_at
     assert verified_at is not None and verified_at > removed_at
 
+    assert access(cli) == (True, True)
     full_two_factor_login(cli, inbox)
+
+
+def access(cli: Cli) -> tuple[bool, bool]:
+    """`patient access -o json` at NORD: (MitID allowed, two-factor allowed)."""
+    data = json.loads(cli(f"patient access {CPR} -o json").stdout)
+    return data["mitid"]["allowed"], data["two_factor"]["allowed"]
 
 
 def test_rule_r7_a_pending_security_code_stops_working_when_the_flag_is_removed(

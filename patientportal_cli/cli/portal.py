@@ -135,6 +135,7 @@ def _login_mitid(number: str, clinic: str) -> None:
 def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
     from patientportal_cli import prompts
     from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.errors import MailError
     from patientportal_cli.services import portal
 
     password = get_password(password_stdin, "Password:")
@@ -142,6 +143,14 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
     with database() as session:
         sent = portal.start_two_factor(session, cpr=number, clinic_code=clinic, password=password)
     send_queued(output)
+    with database() as session:
+        arrived = portal.delivered(session, message_id=sent.message_id)
+    if not arrived:
+        raise MailError(
+            "The security code could not be e-mailed; it stays queued and is sent by "
+            f"`patientportal mail send` (valid {sent.minutes} minutes). Then give it with "
+            f"`patientportal portal verify CPR --clinic {sent.clinic.code} --code CODE`."
+        )
     output.message(f"A security code was e-mailed to {sent.email} (valid {sent.minutes} minutes).")
     if not prompts.interactive():
         output.message(

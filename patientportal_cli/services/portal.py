@@ -30,7 +30,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
+from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
 from patientportal_cli.services import access, audit, codes, mailtexts, outbox, passwords
 from patientportal_cli.services.auth import find_clinic
@@ -74,6 +74,7 @@ class CodeSent:
     clinic: Clinic
     email: str  # masked, for the message
     minutes: int
+    message_id: int  # the outbox row of the mail with the code
 
 
 def mask_email(email: str) -> str:
@@ -336,12 +337,27 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     subject, body = mailtexts.security_code(
         name=user.name, code=code, minutes=CODE_MINUTES, clinic_name=clinic.name
     )
-    outbox.enqueue(session, to=user.email, template="security_code", subject=subject, body=body)
+    message = outbox.enqueue(
+        session, to=user.email, template="security_code", subject=subject, body=body
+    )
+    assert message.id is not None
     _record(
         session, clinic=clinic, cpr=number, action="portal.login_code_sent", method="two-factor"
     )
     session.commit()
-    return CodeSent(user=user, clinic=clinic, email=mask_email(user.email), minutes=CODE_MINUTES)
+    return CodeSent(
+        user=user,
+        clinic=clinic,
+        email=mask_email(user.email),
+        minutes=CODE_MINUTES,
+        message_id=message.id,
+    )
+
+
+def delivered(session: Session, *, message_id: int) -> bool:
+    """Has the outbox message been sent (after ``send_queued``)?"""
+    message = session.get(Outbox, message_id)
+    return message is not None and message.sent_at is not None
 
 
 def verify_code(session: Session, *, cpr: str, clinic_code: str, code: str) -> PortalUser:
