@@ -95,3 +95,20 @@ def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
     row.used_at = now
     session.add(row)
     return "ok"
+
+
+def new_activation_codes(count: int) -> list[tuple[str, str]]:
+    """``count`` fresh activation codes as (code in clear, its stored hash), for bulk use.
+
+    The same alphabet and form as ``issue`` (XXXX-XXXX); 8 random bytes per code, each
+    taken modulo 32 (256 is a multiple of 32, so every letter is equally likely).
+    """
+    raw = secrets.token_bytes(8 * count)
+    letters = _ACTIVATION_ALPHABET.encode()
+    table = bytes(letters[b % 32] for b in range(256))
+    text = raw.translate(table).decode()
+    result = []
+    for i in range(0, 8 * count, 8):
+        code = f"{text[i : i + 4]}-{text[i + 4 : i + 8]}"
+        result.append((code, _hash(code)))
+    return result

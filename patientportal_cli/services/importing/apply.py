@@ -1,0 +1,420 @@
+"""Phase two of a bulk import: apply the plan in batches, each batch one transaction.
+
+A batch is classified again inside its transaction (so a re-run, or a run after a
+crash, only does what is still missing) and then written with one multi-row statement
+per table: users (ids taken up front: under SQLite's write lock from max(id), on
+PostgreSQL from the table's sequence), links, link history, no-MitID flags, activation
+codes, outbox mail, and one audit event per change (``audit.record_many``: same hash
+chain, same lock). The batch commits as a whole or not at all, so a killed run leaves no
+user without its link and no change without its audit event; running the same command
+again finishes the job.
+
+Two runs creating the same CPR at the same moment (PostgreSQL): the batch that loses
+fails on the unique CPR; it is rolled back and done again row by row, each row in its
+own transaction, so the winner's users are linked instead (R1).
+
+Choices mirror the single-patient commands (``services/patients.py``, ``nomitid.py``):
+an activation code is mailed only to a user the import created (not with
+``invite=False``); linking an existing user sends nothing and never changes its name or
+e-mail (differences are counted and audited); setting the flag stores who confirmed the
+e-mail owner and when, and mails the patient about it; a flag is never cleared by an
+import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text, update
+from sqlmodel import Session
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import AuditEvent, LinkHistory, OneTimeCode, Outbox
+from patientportal_cli.services import audit, codes, mailtexts
+from patientportal_cli.services.audit import encode_json_string
+from patientportal_cli.services.importing import bulk
+from patientportal_cli.services.importing.bulk import Writer
+from patientportal_cli.services.importing.plan import (
+    CPR,
+    EMAIL,
+    FLAG,
+    LINE,
+    NAME,
+    SERVICES,
+    T_LINK,
+    T_USER,
+    Plan,
+    Rejection,
+    Row,
+    classify,
+)
+from patientportal_cli.services.nomitid import STATEMENT
+
+T_HISTORY = LinkHistory.__table__  # type: ignore[attr-defined]
+T_CODE = OneTimeCode.__table__  # type: ignore[attr-defined]
+T_OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+T_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class Applied:
+    created: int = 0
+    linked: int = 0
+    flags_set: int = 0
+    already: int = 0
+    rejected: int = 0
+    invitations: int = 0
+    mails: int = 0
+    batches: int = 0
+    fallback_batches: int = 0
+
+    def changed(self) -> int:
+        return self.created + self.linked + self.flags_set
+
+
+def apply_plan(
+    session: Session, plan: Plan, *, on_progress: Callable[[int], None] | None = None
+) -> Applied:
+    """Phase two. Commits batch by batch; ends with a ``patient.import`` audit event."""
+    total = Applied()
+    done = 0
+    integrity = bulk.integrity_errors(session)
+    bulk.tune_for_bulk(session)
+    session.rollback()
+    for batch in plan.batches():
+        if batch:
+            try:
+                _apply_batch(session, plan, batch, total)
+                session.commit()
+            except integrity:
+                session.rollback()
+                total.fallback_batches += 1
+                _row_by_row(session, plan, batch, total, integrity)
+            total.batches += 1
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done)
+    _summary_event(session, plan, total)
+    session.commit()
+    return total
+
+
+def _row_by_row(
+    session: Session,
+    plan: Plan,
+    batch: list[Row],
+    total: Applied,
+    integrity: tuple[type[BaseException], ...],
+) -> None:
+    for row in batch:
+        for attempt in (1, 2):
+            try:
+                _apply_batch(session, plan, [row], total)
+                session.commit()
+                break
+            except integrity:
+                session.rollback()
+                if attempt == 2:
+                    total.rejected += 1
+                    plan.late_rejections.append(
+                        Rejection(
+                            row[LINE],
+                            None,
+                            "A concurrent change to this patient got in the way; import "
+                            "the row again.",
+                        )
+                    )
+
+
+def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) -> None:
+    ctx = plan.ctx
+    found = classify(session, ctx, rows)
+    now = utcnow()
+    for row, reason in found.rejected:
+        total.rejected += 1
+        plan.late_rejections.append(Rejection(row[LINE], None, reason))
+    total.already += len(found.already)
+    if not (found.create or found.link or found.set_flag):
+        return
+    writer = Writer(session)
+    default_services = ",".join(ctx.offered)
+    actor = ctx.actor
+    existing = found.existing
+
+    # users (ids up front)
+    user_ids: dict[str, int] = {cpr: e.user_id for cpr, e in existing.items()}
+    if found.create:
+        ids = _new_ids(session, len(found.create))
+        created_at = writer.time(T_USER, "created_at", now)
+        writer.insert(
+            T_USER,
+            ("id", "cpr", "name", "email", "origin", "failed_logins", "created_at"),
+            [
+                (uid, row[CPR], row[NAME], row[EMAIL], "clinic", 0, created_at)
+                for uid, row in zip(ids, found.create, strict=True)
+            ],
+        )
+        for uid, row in zip(ids, found.create, strict=True):
+            user_ids[row[CPR]] = uid
+
+    # links (with the flag where the row has it), and the link history
+    to_link = found.create + found.link
+    if to_link:
+        at = writer.time(T_LINK, "linked_at", now)
+        link_rows = []
+        for row in to_link:
+            services = default_services if row[SERVICES] is None else row[SERVICES]
+            if row[FLAG]:
+                known = existing.get(row[CPR])
+                confirmed = known.email if known is not None else row[EMAIL]
+                flag_values: tuple[Any, ...] = (True, at, actor, at, actor, confirmed)
+            else:
+                flag_values = (False, None, None, None, None, None)
+            link_rows.append(
+                (ctx.clinic_id, user_ids[row[CPR]], at, actor, *flag_values, row[EMAIL], services)
+            )
+        writer.insert(T_LINK, LINK_COLUMNS, link_rows)
+        _remember(session, writer, ctx.clinic_id, [row[CPR] for row in to_link], now)
+
+    # the flag on existing links
+    if found.set_flag:
+        session.execute(
+            update(T_LINK)
+            .where(T_LINK.c.id == bindparam("link_id"))
+            .values(
+                no_mitid=True,
+                no_mitid_changed_at=bindparam("at"),
+                no_mitid_changed_by=bindparam("by"),
+                email_owner_confirmed_at=bindparam("at"),
+                email_owner_confirmed_by=bindparam("by"),
+                email_owner_confirmed_email=bindparam("confirmed"),
+            ),
+            [
+                {
+                    "link_id": existing[row[CPR]].link_id,
+                    "at": now,
+                    "by": actor,
+                    "confirmed": existing[row[CPR]].email,
+                }
+                for row in found.set_flag
+            ],
+        )
+
+    mails: list[tuple[Any, ...]] = []
+    created_at = writer.time(T_OUTBOX, "created_at", now)
+    invite = ctx.invite
+    if invite and found.create:
+        issued = codes.new_activation_codes(len(found.create))
+        expires = writer.time(T_CODE, "expires_at", now + codes.LIFETIME[codes.ACTIVATION])
+        code_at = writer.time(T_CODE, "created_at", now)
+        writer.insert(
+            T_CODE,
+            (
+                "user_id",
+                "clinic_id",
+                "purpose",
+                "code_hash",
+                "created_at",
+                "expires_at",
+                "attempts",
+            ),
+            [
+                (user_ids[row[CPR]], ctx.clinic_id, codes.ACTIVATION, digest, code_at, expires, 0)
+                for row, (_, digest) in zip(found.create, issued, strict=True)
+            ],
+        )
+        render = _activation_renderer(ctx)
+        for row, (code, _) in zip(found.create, issued, strict=True):
+            subject, body = render(row[NAME], code)
+            mails.append((row[EMAIL], subject, "activation", body, created_at, 0))
+        total.invitations += len(found.create)
+
+    events: list[dict[str, Any]] = []
+    target_file = encode_json_string(ctx.source)
+    services_json: dict[str, str] = {}
+    clinic = ctx.clinic_code
+    for created, group in ((True, found.create), (False, found.link)):
+        for row in group:
+            differences = "{}"
+            if not created:
+                known = existing[row[CPR]]
+                diff: dict[str, Any] = {}
+                if known.name != row[NAME]:
+                    diff["name"] = {"user": known.name, "given": row[NAME]}
+                if known.email.casefold() != row[EMAIL].casefold():
+                    diff["email"] = {"user": known.email, "given": row[EMAIL]}
+                if diff:
+                    differences = json.dumps(diff, ensure_ascii=False, sort_keys=True)
+            services = default_services if row[SERVICES] is None else row[SERVICES]
+            granted = services_json.get(services)
+            if granted is None:
+                granted = services_json[services] = ", ".join(
+                    encode_json_string(s) for s in services.split(",") if s
+                )
+            # json.dumps(details, ensure_ascii=False, sort_keys=True), built directly
+            details = (
+                f'{{"differences": {differences}, "file": {target_file}, '
+                f'"invited": {_JSON_BOOL[created and invite]}, "line": {row[LINE]}, '
+                f'"no_mitid": {_JSON_BOOL[row[FLAG]]}, '
+                f'"record_email": {encode_json_string(row[EMAIL])}, '
+                f'"services": [{granted}], "source": "import", '
+                f'"user_created": {_JSON_BOOL[created]}}}'
+            )
+            events.append(
+                {
+                    "actor": actor,
+                    "clinic": clinic,
+                    "action": "patient.create",
+                    "target": f"cpr:{row[CPR]}",
+                    "details_json": details,
+                }
+            )
+    stamp = now.isoformat()
+    for row in [r for r in to_link if r[FLAG]] + found.set_flag:
+        known = existing.get(row[CPR])
+        email = known.email if known is not None else row[EMAIL]
+        name = known.name if known is not None else row[NAME]
+        subject, body = mailtexts.no_mitid_set(name=name, clinic_name=ctx.clinic_name)
+        mails.append((email, subject, "no_mitid_set", body, created_at, 0))
+        events.append(
+            {
+                "actor": actor,
+                "clinic": clinic,
+                "action": "no_mitid.set",
+                "target": f"cpr:{row[CPR]}",
+                "details": {
+                    "email_owner_confirmed_by": actor,
+                    "email_owner_confirmed_at": stamp,
+                    "email": email,
+                    "record_email": row[EMAIL] if known is None or known.link_id is None else None,
+                    "confirmed": STATEMENT,
+                    "line": row[LINE],
+                    "source": "import",
+                    "file": ctx.source,
+                },
+            }
+        )
+    writer.insert(
+        T_OUTBOX, ("recipient", "subject", "template", "body", "created_at", "attempts"), mails
+    )
+    total.mails += len(mails)
+    audit_rows = audit.chain(session, events)
+    if audit_rows:
+        at = writer.time(T_AUDIT, "at", audit_rows[0][0])
+        writer.insert(T_AUDIT, audit.CHAIN_COLUMNS, [(at, *r[1:]) for r in audit_rows])
+    total.created += len(found.create)
+    total.linked += len(found.link)
+    total.flags_set += len(found.set_flag)
+
+
+LINK_COLUMNS = (
+    "clinic_id",
+    "user_id",
+    "linked_at",
+    "linked_by",
+    "no_mitid",
+    "no_mitid_changed_at",
+    "no_mitid_changed_by",
+    "email_owner_confirmed_at",
+    "email_owner_confirmed_by",
+    "email_owner_confirmed_email",
+    "record_email",
+    "services",
+)
+_JSON_BOOL = {True: "true", False: "false"}
+_MARK_NAME = "\u27e6name\u27e7"
+_MARK_CODE = "\u27e6code\u27e7"
+
+
+def _activation_renderer(ctx: Any) -> Callable[[str, str], tuple[str, str]]:
+    """``mailtexts.activation`` for many patients of one clinic: rendered once with
+    markers for the name and the code, then filled in per patient (the same text)."""
+    valid_days = codes.LIFETIME[codes.ACTIVATION].days
+
+    def direct(name: str, code: str) -> tuple[str, str]:
+        return mailtexts.activation(
+            name=name,
+            clinic_name=ctx.clinic_name,
+            code=code,
+            valid_days=valid_days,
+            clinic_code=ctx.clinic_code,
+        )
+
+    subject, body = direct(_MARK_NAME, _MARK_CODE)
+    if _MARK_NAME in subject or _MARK_CODE in subject or _MARK_NAME not in body:
+        return direct
+    template = (
+        body.replace("{", "{{")
+        .replace("}", "}}")
+        .replace(_MARK_NAME, "{0}")
+        .replace(_MARK_CODE, "{1}")
+    )
+
+    def fill(name: str, code: str) -> tuple[str, str]:
+        return subject, template.format(name, code)
+
+    return fill
+
+
+def _new_ids(session: Session, count: int) -> list[int]:
+    """Ids for new portal users; safe because the batch holds the write lock (SQLite)
+    or takes them from the sequence (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('portal_user', 'id')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        return [int(r[0]) for r in rows]
+    top = session.execute(select(func.coalesce(func.max(T_USER.c.id), 0))).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
+
+
+def _remember(
+    session: Session, writer: Writer, clinic_id: int, cprs: list[str], now: datetime
+) -> None:
+    """link_history: a row per (clinic, CPR) ever linked; a re-link clears unlinked_at."""
+    known = dict(bulk.select_by_cpr(session, bulk.HISTORY_SQL, clinic_id, cprs))
+    at = writer.time(T_HISTORY, "first_linked_at", now)
+    writer.insert(
+        T_HISTORY,
+        ("clinic_id", "cpr", "first_linked_at"),
+        [(clinic_id, cpr, at) for cpr in cprs if cpr not in known],
+    )
+    again = [cpr for cpr in cprs if known.get(cpr) is not None]
+    if again:
+        session.execute(
+            update(T_HISTORY)
+            .where(T_HISTORY.c.clinic_id == clinic_id, T_HISTORY.c.cpr.in_(again))
+            .values(unlinked_at=None)
+        )
+
+
+def _summary_event(session: Session, plan: Plan, total: Applied) -> None:
+    ctx = plan.ctx
+    counts = plan.counts
+    audit.record(
+        session,
+        actor=ctx.actor,
+        clinic=ctx.clinic_code,
+        action="patient.import",
+        target=f"file:{ctx.source}"[:200],
+        details={
+            "rows": counts.rows,
+            "created": total.created,
+            "linked": total.linked,
+            "flags_set": total.flags_set,
+            "already": total.already,
+            "duplicates": counts.duplicate,
+            "rejected": counts.rejected + total.rejected,
+            "invitations": total.invitations,
+            "confirm_email_owner": ctx.confirm_email_owner,
+            "email_owner_statement": STATEMENT if ctx.confirm_email_owner else None,
+        },
+    )
