@@ -315,28 +315,28 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
 
     actor.require_role("doctor", action="review registration requests")
     ids = [i.request.id or 0 for i in queue.list_requests(session, actor=actor)]
-    session.rollback()  # never hold a transaction while a person thinks
+    session.rollback()
     if not ids:
         output.message(f"No pending registration requests at clinic {actor.clinic_code}.")
         return
     for n, request_id in enumerate(ids, 1):
         info = queue.get_request(session, actor=actor, request_id=request_id)
-        session.rollback()
-        if info.request.status != "pending":
+        row = request_row(info)  # read everything now: nothing may load during the prompt
+        grantable = info.grantable
+        session.rollback()  # no transaction (SQLite: no write lock) while the doctor thinks
+        if row["status"] != "pending":
             output.message(
-                f"Request {request_id} was {info.request.status} by "
-                f"{info.request.decided_by} meanwhile."
+                f"Request {request_id} was {row['status']} by {row['decided_by']} meanwhile."
             )
             counts["gone"] += 1
             continue
-        row = request_row(info)
         fields = {k: row[k] for k in ("submitted_at", "cpr", "name", "email", "user")}
         fields["linked_before"] = info.linked_before
-        fields["services_asked_for"] = info.requested
+        fields["services_asked_for"] = row["services"]
         fields["clinic_offers"] = info.offered
         output.panel(f"Request {request_id} ({n} of {len(ids)})", fields)
-        choices = [("approve", f"Approve (services: {_services(info.grantable)})")]
-        if info.grantable:
+        choices = [("approve", f"Approve (services: {_services(grantable)})")]
+        if grantable:
             choices.append(("fewer", "Approve with fewer services"))
         choices += [("reject", "Reject"), ("skip", "Skip"), ("quit", "Quit")]
         choice = prompts.select("Decision:", choices, flag="requests approve/reject")
@@ -361,7 +361,7 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
             if choice == "fewer":
                 services = prompts.checkbox(
                     "Services to grant (space toggles, enter accepts):",
-                    [(s, s, True) for s in info.grantable],
+                    [(s, s, True) for s in grantable],
                     flag="--services",
                 )
             decided = queue.approve(session, actor=actor, request_id=request_id, services=services)
