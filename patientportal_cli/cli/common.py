@@ -280,23 +280,34 @@ def completion_state(ctx: typer.Context) -> None:
 
 def _complete_column(ctx: typer.Context, table: str, column: str, prefix: str) -> list[str]:
     """Values from the database for TAB completion; nothing (never an error) on failure.
-    A SQLite file that does not exist yet is not created by pressing TAB."""
-    try:
-        from sqlalchemy import text
 
+    Kept fast: SQLite is read with the standard library (read-only, so pressing TAB never
+    creates a database file), PostgreSQL with plain SQLAlchemy Core; no sqlmodel, no
+    migration check.
+    """
+    sql = f"SELECT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '\\' ORDER BY {column}"
+    params = {"p": prefix.replace("\\", "").replace("%", "").replace("_", "\\_") + "%"}
+    try:
         completion_state(ctx)
-        url, _ = db_url()
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-            return []
-        with database(migrate=False) as session:
-            rows = session.execute(
-                text(
-                    f"SELECT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '\\' "
-                    f"ORDER BY {column}"
-                ),
-                {"p": prefix.replace("\\", "").replace("%", "").replace("_", "\\_") + "%"},
-            )
-            return [str(r[0]) for r in rows][:200]
+        # db_url() without importing the engine module (and so SQLAlchemy) for SQLite
+        url = STATE.db_url or config().get("db-url") or f"sqlite:///{home() / 'patientportal.db'}"
+        if url.startswith("sqlite:///"):
+            import sqlite3
+            from contextlib import closing
+
+            path = Path(url[len("sqlite:///") :].split("?")[0]).resolve()
+            if not path.is_file():
+                return []
+            with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
+                rows = conn.execute(sql, params).fetchall()
+        else:
+            from sqlalchemy import text
+
+            from patientportal_cli.db.engine import get_engine
+
+            with get_engine(url, home()).connect() as conn:
+                rows = list(conn.execute(text(sql), params))
+        return [str(r[0]) for r in rows][:200]
     except Exception:
         return []
 

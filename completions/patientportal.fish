@@ -1,0 +1,1 @@
+complete --command patientportal --no-files --arguments "(env _PATIENTPORTAL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) patientportal)" --condition "env _PATIENTPORTAL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) patientportal"
