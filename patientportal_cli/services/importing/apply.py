@@ -256,13 +256,8 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                     encode_json_string(s) for s in services.split(",") if s
                 )
             # json.dumps(details, ensure_ascii=False, sort_keys=True), built directly
-            details = (
-                f'{{"differences": {differences}, "file": {target_file}, '
-                f'"invited": {_JSON_BOOL[created and invite]}, "line": {row[LINE]}, '
-                f'"no_mitid": {_JSON_BOOL[row[FLAG]]}, '
-                f'"record_email": {encode_json_string(row[EMAIL])}, '
-                f'"services": [{granted}], "source": "import", '
-                f'"user_created": {_JSON_BOOL[created]}}}'
+            details = create_details(
+                differences, target_file, created and invite, row, granted, created
             )
             events.append(
                 {
@@ -326,6 +321,24 @@ LINK_COLUMNS = (
     "services",
 )
 _JSON_BOOL = {True: "true", False: "false"}
+
+
+def create_details(
+    differences: str, file_json: str, invited: bool, row: Row, services_json: str, created: bool
+) -> str:
+    """The ``patient.create`` event's details as ``json.dumps(..., ensure_ascii=False,
+    sort_keys=True)`` writes them, built directly (``differences``, ``file_json`` and
+    ``services_json`` already JSON); a test checks the two agree."""
+    return (
+        f'{{"differences": {differences}, "file": {file_json}, '
+        f'"invited": {_JSON_BOOL[invited]}, "line": {row[LINE]}, '
+        f'"no_mitid": {_JSON_BOOL[row[FLAG]]}, '
+        f'"record_email": {encode_json_string(row[EMAIL])}, '
+        f'"services": [{services_json}], "source": "import", '
+        f'"user_created": {_JSON_BOOL[created]}}}'
+    )
+
+
 _MARK_NAME = "\u27e6name\u27e7"
 _MARK_CODE = "\u27e6code\u27e7"
 

@@ -144,8 +144,6 @@ def _text(value: Any, what: str) -> str:
         raise InvalidInput(f"The {what} is missing.")
     if not isinstance(value, str):
         raise InvalidInput(f"The {what} must be text (in JSON: a string in quotes).")
-    if not value.strip():
-        raise InvalidInput(f"The {what} is empty.")
     return value
 
 
