@@ -11,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from patientportal_cli.cli.app import app
+from patientportal_cli.cli.common import STATE
 from patientportal_cli.services import passwords
 from patientportal_cli.services import users as users_service
 from tests.conftest import Cli, Staff
@@ -314,6 +315,7 @@ def test_request_ids_complete_on_tab(cli: Cli, staff: Staff, db_url: str, home: 
     def complete(words: str, **extra: str) -> list[str]:
         """As bash asks: in this process (fast), like a subprocess would."""
         env = {**base, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        STATE.db_url = STATE.home = STATE.clinic = None  # as in a fresh process
         r = CliRunner().invoke(app, [], env={**env, **extra}, prog_name="patientportal")
         assert r.exit_code == 0, r
         return r.stdout.split()
