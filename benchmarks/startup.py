@@ -111,9 +111,11 @@ def main() -> int:
 
     medians = [statistics.median(s) for s in samples]
     base = medians[0]
+    from importlib.metadata import version
+
     print(
-        f"python {sys.version.split()[0]}, {args.runs} runs each after {args.warmup} "
-        f"warm-ups, median wall time"
+        f"python {sys.version.split()[0]}, typer {version('typer')}, {args.runs} runs each "
+        f"after {args.warmup} warm-ups, median wall time"
     )
     over = False
     width = max(len(label) for label, *_ in table)
