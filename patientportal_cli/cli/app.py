@@ -13,6 +13,8 @@ from patientportal_cli.cli import (
     config,
     db,
     mail,
+    nomitid,
+    patient,
     portal,
     registration,  # noqa: F401  (adds the command `portal register`)
     requests,
@@ -84,6 +86,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")
 app.add_typer(staff.app, name="staff")
 app.add_typer(audit.app, name="audit")
+app.add_typer(patient.app, name="patient")
+app.add_typer(nomitid.app, name="no-mitid")
 app.add_typer(mail.app, name="mail")
 app.add_typer(portal.app, name="portal")
 app.add_typer(requests.app, name="requests")

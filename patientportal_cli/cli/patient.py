@@ -2,8 +2,360 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from patientportal_cli.cli.common import (
+    ClinicOpt,
+    DryRunOpt,
+    Fmt,
+    OutputOpt,
+    YesOpt,
+    command,
+    out,
+    staff_session,
+)
+
+if TYPE_CHECKING:
+    from patientportal_cli.output import Output
+    from patientportal_cli.services.patients import LinkResult
 
 app = typer.Typer(
     help="Patients' portal users and their link to this clinic.", no_args_is_help=True
 )
+
+CprArg = Annotated[
+    str, typer.Argument(metavar="CPR", help="CPR number: DDMMYY-SSSS, DDMMYY SSSS or DDMMYYSSSS.")
+]
+ServicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--services",
+        help="Services to grant, comma-separated (e-consultation, booking, "
+        "prescription-renewal); default: all the clinic offers.",
+    ),
+]
+NoMitidOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-mitid",
+        help="Patienten har ikke MitID: allow two-factor login here (needs --confirm-email-owner).",
+    ),
+]
+ConfirmOwnerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm-email-owner",
+        help="Confirm that the e-mail address belongs to the patient or to a person with "
+        "power of attorney (fuldmagt); needed with --no-mitid.",
+    ),
+]
+
+LIST_COLUMNS = [
+    ("cpr", "CPR"),
+    ("name", "Name"),
+    ("email", "E-mail"),
+    ("activated", "Activated"),
+    ("no_mitid", "No MitID"),
+    ("services", "Services"),
+]
+
+
+def _confirm_owner(email: str) -> None:
+    """Ask on a terminal that ``email`` belongs to the patient (or exit 2 without one)."""
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Refused
+    from patientportal_cli.services import nomitid
+
+    if not prompts.interactive():
+        raise nomitid.confirmation_missing()
+    out().message(f"E-mail address on record: {email}")
+    ok = prompts.confirm(
+        "Does this e-mail address belong to the patient or to a person with power of "
+        "attorney (fuldmagt) to act on the patient's behalf?",
+        flag="--confirm-email-owner",
+    )
+    if not ok:
+        raise Refused("Not confirmed: the no-MitID flag needs that confirmation. Nothing changed.")
+
+
+def _report_link(output: Output, result: LinkResult) -> None:
+    from patientportal_cli.services.users import masked
+
+    cpr = masked(result.cpr)
+    would = "Dry run: would have " if result.dry_run else ""
+    services = ", ".join(result.services) or "none"
+    if result.user_created:
+        output.success(
+            f"{would}{'c' if would else 'C'}reated portal user {cpr} ({result.name}) and linked "
+            f"it to clinic {result.clinic_code} (services: {services})."
+        )
+    else:
+        output.success(
+            f"{would}{'l' if would else 'L'}inked the existing portal user {cpr} "
+            f"({result.name}) to clinic {result.clinic_code} (services: {services})."
+        )
+    labels = {"name": "name", "email": "e-mail"}
+    for key, (theirs, given) in result.differences.items():
+        output.warn(
+            f"the portal user's {labels.get(key, key)} is {theirs!r}, not {given!r} as given; "
+            "it was not changed."
+        )
+    if result.no_mitid:
+        output.message(
+            f"No-MitID flag set; the e-mail {result.email} is confirmed to belong to the "
+            "patient or to a person with power of attorney."
+        )
+    if result.invited:
+        output.message(f"Activation code e-mailed to {result.email} (valid 7 days).")
+    elif result.user_created:
+        output.message(
+            "No activation e-mail sent; send one with `patientportal patient invite CPR`."
+        )
+    if result.dry_run:
+        output.message("Nothing was changed.")
+
+
+@command(app, "create")
+def create(
+    cpr: CprArg,
+    name: Annotated[str | None, typer.Option("--name", help="The patient's name.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="The patient's e-mail.")] = None,
+    no_mitid: NoMitidOpt = False,
+    confirm_email_owner: ConfirmOwnerOpt = False,
+    services: ServicesOpt = None,
+    no_invite: Annotated[
+        bool, typer.Option("--no-invite", help="Do not e-mail an activation code.")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Create the patient's portal user and link it to this clinic (R1, R8).
+
+    A CPR number that already has a portal user is linked, never created twice; a
+    different name or e-mail is reported, not overwritten. A new user gets an activation
+    code by e-mail (unless --no-invite). --no-mitid sets "Patienten har ikke MitID" in
+    the same step and needs --confirm-email-owner (asked on a terminal).
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services import catalog, patients
+    from patientportal_cli.services.contact import clean_name, normalize_email
+    from patientportal_cli.services.cpr import normalize_cpr
+
+    # check what was given before asking for what was not
+    number = normalize_cpr(cpr)
+    if name is not None:
+        clean_name(name)
+    if email is not None:
+        normalize_email(email)
+    if services is not None:
+        catalog.parse_services(services)
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        session.rollback()  # hold no write lock while a person answers prompts
+        if name is None:
+            name = prompts.text("Name:", flag="--name", validate=_valid(clean_name))
+        if email is None:
+            email = prompts.text("E-mail:", flag="--email", validate=_valid(normalize_email))
+        if no_mitid and not confirm_email_owner:
+            _confirm_owner(normalize_email(email))
+            confirm_email_owner = True
+        result = patients.create(
+            session,
+            actor=actor,
+            cpr=number,
+            name=name,
+            email=email,
+            services=services,
+            no_mitid=no_mitid,
+            email_owner_confirmed=confirm_email_owner,
+            invite=not no_invite,
+            dry_run=dry_run,
+        )
+    _report_link(output, result)
+    if not dry_run:
+        send_queued(output)
+
+
+def _valid(check: Any) -> Any:
+    """A questionary validator from a service check (its message, or True)."""
+    from patientportal_cli.errors import InvalidInput
+
+    def validate(value: str) -> bool | str:
+        try:
+            check(value)
+        except InvalidInput as exc:
+            return str(exc)
+        return True
+
+    return validate
+
+
+@command(app, "link")
+def link(
+    cpr: CprArg,
+    services: ServicesOpt = None,
+    no_mitid: NoMitidOpt = False,
+    confirm_email_owner: ConfirmOwnerOpt = False,
+    dry_run: DryRunOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Link an existing portal user to this clinic (no user yet: use `patient create`)."""
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services import patients
+
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        if no_mitid and not confirm_email_owner:
+            facts = patients.existing_user(session, actor=actor, cpr=cpr)
+            _confirm_owner(facts["email"])
+            confirm_email_owner = True
+        result = patients.link(
+            session,
+            actor=actor,
+            cpr=cpr,
+            services=services,
+            no_mitid=no_mitid,
+            email_owner_confirmed=confirm_email_owner,
+            dry_run=dry_run,
+        )
+    _report_link(output, result)
+    if not dry_run:
+        send_queued(output)
+
+
+@command(app, "unlink")
+def unlink(
+    cpr: CprArg,
+    yes: YesOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Remove the patient's link to this clinic, with its no-MitID flag and services.
+
+    The portal user stays (other clinics may use it). Asks for confirmation unless --yes.
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Refused
+    from patientportal_cli.services import patients
+    from patientportal_cli.services.users import masked
+
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        if not yes:
+            facts = patients.summary(session, actor=actor, cpr=cpr)
+            if not prompts.confirm(
+                f"Unlink {masked(facts['cpr'])} ({facts['name']}) from clinic "
+                f"{facts['clinic_code']}? The flag and services here go with the link; the "
+                "portal user stays.",
+                flag="--yes",
+            ):
+                raise Refused("Not unlinked; nothing changed.")
+        facts = patients.unlink(session, actor=actor, cpr=cpr)
+    output.success(
+        f"Unlinked {masked(facts['cpr'])} ({facts['name']}) from clinic {facts['clinic_code']}; "
+        "the portal user stays."
+    )
+
+
+@command(app, "show")
+def show(
+    cpr: CprArg,
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """The patient's portal user and link to this clinic."""
+    from patientportal_cli.services import patients
+
+    output = out(fmt)
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        row = patients.show(session, actor=actor, cpr=cpr)
+        output.record(row, title=f"Patient at {actor.clinic_code}")
+
+
+@command(app, "list")
+def list_(
+    search: Annotated[
+        str | None,
+        typer.Option("--search", help="Part of the name, e-mail or CPR number."),
+    ] = None,
+    no_mitid: Annotated[
+        bool, typer.Option("--no-mitid", help="Only patients with the no-MitID flag.")
+    ] = False,
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """This clinic's patients, ordered by name."""
+    from patientportal_cli.services import patients
+
+    output = out(fmt)
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        rows = list(
+            patients.iter_patients(session, actor=actor, search=search, no_mitid_only=no_mitid)
+        )
+        output.rows(rows, LIST_COLUMNS, empty="No patients found.")
+
+
+@command(app, "invite")
+def invite(
+    cpr: CprArg,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """E-mail a new activation code (the older one stops working).
+
+    Only for a patient who has not chosen a password yet; it is not a password reset.
+    """
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services import patients
+    from patientportal_cli.services.users import masked
+
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        facts = patients.invite(session, actor=actor, cpr=cpr)
+    output.success(
+        f"New activation code e-mailed to {facts['email']} for {masked(facts['cpr'])} "
+        f"({facts['name']}); an older code no longer works."
+    )
+    send_queued(output)
+
+
+@command(app, "unlock")
+def unlock(
+    cpr: CprArg,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Lift the two-factor lock after too many wrong passwords (and reset the count)."""
+    from patientportal_cli.services import patients
+    from patientportal_cli.services.users import masked
+
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        facts, changed = patients.unlock(session, actor=actor, cpr=cpr)
+    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    if changed:
+        output.success(f"Unlocked {who}: the failed-login count is reset.")
+    else:
+        output.message(f"{who} is not locked; nothing changed.")
+
+
+@command(app, "access")
+def access(
+    cpr: CprArg,
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Which login methods work for the patient at this clinic now, and why not."""
+    from patientportal_cli.services import patients
+
+    output = out(fmt)
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        result = patients.login_access(session, actor=actor, cpr=cpr)
+    if fmt == Fmt.json:
+        output.record(result)
+        return
+    rows = [
+        {"method": label, **result[key]}
+        for key, label in (("mitid", "MitID"), ("two_factor", "two-factor"))
+    ]
+    output.rows(rows, [("method", "Method"), ("allowed", "Allowed"), ("reason", "Reason")])

@@ -2,7 +2,13 @@
 
 A user is created once per CPR; creating one that exists links the existing user. Two
 processes creating the same CPR at once: the loser's insert fails on the unique CPR
-inside a savepoint, and it links the winner's user instead.
+inside a savepoint, and it links the winner's user instead. (On PostgreSQL the loser's
+insert waits for the winner's transaction, then fails; on SQLite writers take turns.)
+
+It also holds the lookup of "this clinic's patient" that every patient command uses:
+another clinic's patient is "not a patient at clinic X"; the only thing told about a
+CPR number that is not the clinic's own is whether a portal user exists (so that staff
+can link it), never which clinics it is linked to.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import ClinicLink, LinkHistory, PortalUser
+from patientportal_cli.db.models import Clinic, ClinicLink, LinkHistory, PortalUser
+from patientportal_cli.errors import NotFound
+from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.cpr import normalize_cpr
 
 
 @dataclass
@@ -144,9 +153,59 @@ def ensure_linked(
     if not user_created:
         if user.name != name:
             differences["name"] = (user.name, name)
-        if user.email != email:
+        if user.email.casefold() != email.casefold():
             differences["email"] = (user.email, email)
     link, link_created = link_user(
         session, clinic_id=clinic_id, user=user, by=by, services=services, record_email=email
     )
     return Linked(user, link, user_created, link_created, differences)
+
+
+# --- this clinic's patient (isolation) ------------------------------------------------
+
+CREATE_HINT = "patientportal patient create CPR --name NAME --email EMAIL"
+LINK_HINT = "patientportal patient link CPR"
+
+
+def masked(cpr: str) -> str:
+    """A CPR number for messages: the birth date only."""
+    return f"{cpr[:6]}-****"
+
+
+def target(cpr: str) -> str:
+    """The audit target of a patient (output masks it)."""
+    return f"cpr:{cpr}"
+
+
+def current_clinic(session: Session, actor: Actor) -> Clinic:
+    clinic_id, code = actor.require_clinic()
+    clinic = session.get(Clinic, clinic_id)
+    if clinic is None:  # pragma: no cover - the actor was resolved from this row
+        raise NotFound(f"No clinic with code {code!r}.")
+    return clinic
+
+
+def not_a_patient(cpr: str, clinic: Clinic, *, user_exists: bool) -> NotFound:
+    """The isolation message: never names the clinics a user is linked to."""
+    if user_exists:
+        return NotFound(
+            f"{masked(cpr)} is not a patient at clinic {clinic.code}. A portal user with "
+            f"this CPR number exists; link it to the clinic with `{LINK_HINT}`."
+        )
+    return NotFound(
+        f"{masked(cpr)} is not a patient at clinic {clinic.code}, and no portal user has "
+        f"this CPR number; create one with `{CREATE_HINT}`."
+    )
+
+
+def lookup(session: Session, *, clinic: Clinic, cpr: str) -> tuple[PortalUser, ClinicLink]:
+    """This clinic's patient (user and link), or NotFound (see ``not_a_patient``)."""
+    number = normalize_cpr(cpr)
+    user = find_user(session, number)
+    if user is None:
+        raise not_a_patient(number, clinic, user_exists=False)
+    assert user.id is not None and clinic.id is not None
+    link = find_link(session, clinic_id=clinic.id, user_id=user.id)
+    if link is None:
+        raise not_a_patient(number, clinic, user_exists=True)
+    return user, link

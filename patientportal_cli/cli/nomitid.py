@@ -1,0 +1,147 @@
+"""no-mitid: set | clear | list (the "Patienten har ikke MitID" flag at this clinic)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
+
+app = typer.Typer(
+    help='The "Patienten har ikke MitID" flag: two-factor login at this clinic without MitID.',
+    no_args_is_help=True,
+)
+
+CprArg = Annotated[
+    str, typer.Argument(metavar="CPR", help="CPR number: DDMMYY-SSSS, DDMMYY SSSS or DDMMYYSSSS.")
+]
+
+
+@command(app, "set")
+def set_(
+    cpr: CprArg,
+    confirm_email_owner: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-email-owner",
+            help="Confirm, without being asked, that the e-mail address on record belongs "
+            "to the patient or to a person with power of attorney (fuldmagt).",
+        ),
+    ] = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Set the flag: the patient may log in here with two-factor login (R4, R6).
+
+    Shows the e-mail address on record (the security codes go to it) and asks you to
+    confirm that it belongs to the patient or to a person with power of attorney; the
+    clinic is responsible for that. Who confirmed, when and which address are recorded.
+    Without a terminal, pass --confirm-email-owner.
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.errors import Refused
+    from patientportal_cli.services import nomitid, patients
+    from patientportal_cli.services.users import masked
+
+    if not confirm_email_owner and not prompts.interactive():
+        raise nomitid.confirmation_missing()
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        confirmed_email = None
+        if not confirm_email_owner:
+            facts = patients.summary(session, actor=actor, cpr=cpr)
+            if facts["no_mitid"]:
+                output.message(
+                    f"{masked(facts['cpr'])} ({facts['name']}) already has the no-MitID flag "
+                    f"at clinic {facts['clinic_code']}; nothing changed."
+                )
+                return
+            output.message(f"Patient: {masked(facts['cpr'])} ({facts['name']})")
+            output.message(f"E-mail address on record: {facts['email']}")
+            if (
+                facts["record_email"]
+                and facts["record_email"].casefold() != facts["email"].casefold()
+            ):
+                output.message(
+                    f"(The clinic's record card has {facts['record_email']}; the security "
+                    "codes go to the address above.)"
+                )
+            if not prompts.confirm(
+                "Does this e-mail address belong to the patient or to a person with power "
+                "of attorney (fuldmagt) to act on the patient's behalf?",
+                flag="--confirm-email-owner",
+            ):
+                raise Refused("Not confirmed: the flag was not set.")
+            confirmed_email = facts["email"]
+        facts, changed = nomitid.set_flag(
+            session, actor=actor, cpr=cpr, confirmed_email=confirmed_email
+        )
+    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    if not changed:
+        output.message(
+            f"{who} already has the no-MitID flag at clinic {facts['clinic_code']}; "
+            "nothing changed."
+        )
+        return
+    output.success(
+        f"No-MitID flag set for {who} at clinic {facts['clinic_code']}: two-factor login is "
+        "allowed here."
+    )
+    output.message(
+        f"Recorded: {actor.username} confirmed that {facts['email']} belongs to the patient "
+        "or to a person with power of attorney."
+    )
+    send_queued(output)
+
+
+@command(app, "clear")
+def clear(
+    cpr: CprArg,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Remove the flag: the patient must verify with MitID at the next login here (R7)."""
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services import nomitid
+    from patientportal_cli.services.users import masked
+
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        facts, changed = nomitid.clear_flag(session, actor=actor, cpr=cpr)
+    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    if not changed:
+        output.message(
+            f"{who} does not have the no-MitID flag at clinic {facts['clinic_code']}; "
+            "nothing changed."
+        )
+        return
+    output.success(
+        f"No-MitID flag removed for {who} at clinic {facts['clinic_code']}: MitID is "
+        "required at the next login here."
+    )
+    send_queued(output)
+
+
+@command(app, "list")
+def list_(
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """This clinic's patients with the flag, with who set it and the address confirmed."""
+    from patientportal_cli.services import nomitid
+
+    output = out(fmt)
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        rows = list(nomitid.iter_flagged(session, actor=actor))
+        output.rows(
+            rows,
+            [
+                ("cpr", "CPR"),
+                ("name", "Name"),
+                ("email", "E-mail"),
+                ("set_at", "Set"),
+                ("set_by", "By"),
+                ("email_owner_confirmed_email", "E-mail confirmed"),
+            ],
+            empty="No patients with the no-MitID flag.",
+        )

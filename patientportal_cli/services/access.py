@@ -1,0 +1,141 @@
+"""Which login methods a patient can use at a clinic now, and why not (R4, R5, R7).
+
+The rule (DESIGN.md section 1, "our reading"):
+
+- MitID login at clinic C is allowed iff the user is linked to C. (It records the
+  verification; it needs no password, and the two-factor lock does not apply to it.)
+- Two-factor login (CPR + password + e-mailed security code) at C is allowed iff the user
+  is linked to C, AND is activated (has a password), AND is not locked (five wrong
+  passwords), AND either the link to C has the no-MitID flag, OR the user verified with
+  MitID after the flag was last removed at C (``link.mitid_required_after``) - or, when
+  the flag was never removed there, verified with MitID at all.
+
+When a method is refused, the reason lists every condition that fails, in plain words,
+joined by "; ". ``Decision.code`` names the first failing condition, for callers that
+pick their own message (the portal shows the Danish R5 text for ``mitid_required``).
+The reason for a user not linked here is only "not linked here": nothing about the
+user's other clinics, activation or lock is told to a clinic the patient does not use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import ClinicLink, PortalUser
+from patientportal_cli.services import users
+
+OK = "ok"
+NOT_LINKED = "not_linked"
+NOT_ACTIVATED = "not_activated"
+LOCKED = "locked"
+MITID_REQUIRED = "mitid_required"
+
+REASON_NOT_LINKED = "not linked here"
+REASON_NOT_ACTIVATED = "not activated (the patient has not chosen a password yet)"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    code: str  # OK or the first failing condition
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "reason": self.reason}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _when(value: datetime) -> str:
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def locked_until(user: PortalUser, *, now: datetime | None = None) -> datetime | None:
+    """The end of the two-factor lock, when the user is locked now."""
+    until = _utc(user.locked_until)
+    if until is not None and until > (now or utcnow()):
+        return until
+    return None
+
+
+def mitid_decision(link: ClinicLink | None) -> Decision:
+    if link is None:
+        return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
+    return Decision(True, "linked here; a MitID login also records the verification", OK)
+
+
+def verified_since_flag_removed(user: PortalUser, link: ClinicLink) -> bool:
+    """True when a MitID verification counts at this link (see the module docstring)."""
+    verified = _utc(user.mitid_verified_at)
+    if verified is None:
+        return False
+    required_after = _utc(link.mitid_required_after)
+    return required_after is None or verified > required_after
+
+
+def two_factor_decision(
+    user: PortalUser, link: ClinicLink | None, *, now: datetime | None = None
+) -> Decision:
+    if link is None:
+        return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
+    failing: list[tuple[str, str]] = []
+    if not user.password_hash:
+        failing.append((NOT_ACTIVATED, REASON_NOT_ACTIVATED))
+    until = locked_until(user, now=now)
+    if until is not None:
+        failing.append(
+            (
+                LOCKED,
+                f"locked until {_when(until)} after too many wrong passwords "
+                "(staff can run `patient unlock`)",
+            )
+        )
+    if not link.no_mitid and not verified_since_flag_removed(user, link):
+        required_after = _utc(link.mitid_required_after)
+        if required_after is not None:
+            why = (
+                "two-factor needs the no-MitID flag or a MitID verification since the flag "
+                f"was last removed ({_when(required_after)})"
+            )
+        else:
+            why = (
+                "two-factor needs the no-MitID flag or a MitID verification (the patient "
+                "has not verified with MitID)"
+            )
+        failing.append((MITID_REQUIRED, why))
+    if failing:
+        return Decision(False, "; ".join(text for _, text in failing), failing[0][0])
+    if link.no_mitid:
+        return Decision(True, "the no-MitID flag is set here", OK)
+    verified = _utc(user.mitid_verified_at)
+    assert verified is not None
+    return Decision(True, f"verified with MitID at {_when(verified)}", OK)
+
+
+def _link(session: Session, *, clinic_id: int, user: PortalUser) -> ClinicLink | None:
+    assert user.id is not None
+    return users.find_link(session, clinic_id=clinic_id, user_id=user.id)
+
+
+def two_factor_allowed(session: Session, *, clinic_id: int, user: PortalUser) -> tuple[bool, str]:
+    """(allowed, reason) for a two-factor login of ``user`` at the clinic now."""
+    decision = two_factor_decision(user, _link(session, clinic_id=clinic_id, user=user))
+    return decision.allowed, decision.reason
+
+
+def login_access(session: Session, *, clinic_id: int, user: PortalUser) -> dict[str, Any]:
+    """{"mitid": {"allowed", "reason"}, "two_factor": {"allowed", "reason"}}."""
+    link = _link(session, clinic_id=clinic_id, user=user)
+    return {
+        "mitid": mitid_decision(link).as_dict(),
+        "two_factor": two_factor_decision(user, link).as_dict(),
+    }

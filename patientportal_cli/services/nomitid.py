@@ -1,0 +1,173 @@
+"""The "Patienten har ikke MitID" flag on a patient's link to a clinic (R4, R6, R7, R8).
+
+- Setting the flag lets the patient log in at this clinic with two-factor login (R4). It
+  makes the clinic responsible that the e-mail address belongs to the patient or to a
+  person with power of attorney (fuldmagt), so it needs that explicit confirmation (R6).
+  The address confirmed is the portal user's e-mail, the one the security codes are
+  sent to. Who confirmed, when, and which address are stored on the link and in the
+  audit log.
+- Clearing the flag sets ``mitid_required_after`` to now: two-factor login at this clinic
+  is refused until the patient has verified with MitID again (R7). The old confirmation
+  is cleared with the flag (the audit log keeps it).
+- The patient is told by e-mail either way (Danish texts in ``mailtexts``).
+- Setting a flag that is set, or clearing one that is not, changes nothing (exit 0 with
+  a message in the CLI; no audit event, no mail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
+from patientportal_cli.errors import Conflict, MissingInput
+from patientportal_cli.services import audit, mailtexts, outbox
+from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.users import current_clinic, lookup, masked, target
+
+CONFIRM_FLAG = "--confirm-email-owner"
+STATEMENT = (
+    "the e-mail address belongs to the patient or to a person with power of attorney "
+    "(fuldmagt) to act on the patient's behalf"
+)
+
+
+def confirmation_missing() -> MissingInput:
+    return MissingInput(
+        CONFIRM_FLAG,
+        "confirmation that the e-mail address belongs to the patient or to a person with "
+        "power of attorney",
+    )
+
+
+def apply_flag(
+    session: Session, *, actor: Actor, clinic: Clinic, user: PortalUser, link: ClinicLink
+) -> None:
+    """Set the flag with the e-mail-owner confirmation, audit it and queue the mail.
+
+    The caller has the confirmation for ``user.email`` and commits.
+    """
+    now = utcnow()
+    link.no_mitid = True
+    link.no_mitid_changed_at = now
+    link.no_mitid_changed_by = actor.username
+    link.email_owner_confirmed_at = now
+    link.email_owner_confirmed_by = actor.username
+    link.email_owner_confirmed_email = user.email
+    session.add(link)
+    subject, body = mailtexts.no_mitid_set(name=user.name, clinic_name=clinic.name)
+    outbox.enqueue(session, to=user.email, template="no_mitid_set", subject=subject, body=body)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="no_mitid.set",
+        target=target(user.cpr),
+        details={
+            "email_owner_confirmed_by": actor.username,
+            "email_owner_confirmed_at": now.isoformat(),
+            "email": user.email,
+            "record_email": link.record_email,
+            "confirmed": STATEMENT,
+        },
+    )
+
+
+def _facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> dict[str, Any]:
+    return {
+        "cpr": user.cpr,
+        "name": user.name,
+        "email": user.email,
+        "record_email": link.record_email,
+        "no_mitid": link.no_mitid,
+        "clinic_code": clinic.code,
+    }
+
+
+def set_flag(
+    session: Session, *, actor: Actor, cpr: str, confirmed_email: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Set the flag, the e-mail-owner confirmation given: (facts, changed).
+
+    ``confirmed_email`` is the address shown to the staff member when they confirmed on
+    a terminal (refused if it changed since); None (``--confirm-email-owner``): the
+    address on record, which the flag's help text tells them they confirm."""
+    clinic = current_clinic(session, actor)
+    user, link = lookup(session, clinic=clinic, cpr=cpr)
+    facts = _facts(user, link, clinic)
+    if link.no_mitid:
+        session.rollback()
+        return facts, False
+    if confirmed_email is not None and user.email.casefold() != confirmed_email.casefold():
+        session.rollback()
+        raise Conflict(
+            f"The e-mail of {masked(user.cpr)} changed while you confirmed it (now "
+            f"{user.email}); nothing was changed, run the command again."
+        )
+    apply_flag(session, actor=actor, clinic=clinic, user=user, link=link)
+    session.commit()
+    facts["no_mitid"] = True
+    return facts, True
+
+
+def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any], bool]:
+    """Remove the flag: MitID is required at the next login here (R7). (facts, changed)."""
+    clinic = current_clinic(session, actor)
+    user, link = lookup(session, clinic=clinic, cpr=cpr)
+    facts = _facts(user, link, clinic)
+    if not link.no_mitid:
+        session.rollback()
+        return facts, False
+    now = utcnow()
+    confirmed = {
+        "email_owner_confirmed_by": link.email_owner_confirmed_by,
+        "email_owner_confirmed_at": (
+            link.email_owner_confirmed_at.isoformat() if link.email_owner_confirmed_at else None
+        ),
+        "email_owner_confirmed_email": link.email_owner_confirmed_email,
+    }
+    link.no_mitid = False
+    link.no_mitid_changed_at = now
+    link.no_mitid_changed_by = actor.username
+    link.mitid_required_after = now
+    link.email_owner_confirmed_at = None
+    link.email_owner_confirmed_by = None
+    link.email_owner_confirmed_email = None
+    session.add(link)
+    subject, body = mailtexts.no_mitid_cleared(name=user.name, clinic_name=clinic.name)
+    outbox.enqueue(session, to=user.email, template="no_mitid_cleared", subject=subject, body=body)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="no_mitid.clear",
+        target=target(user.cpr),
+        details={"mitid_required_after": now.isoformat(), "previous": confirmed},
+    )
+    session.commit()
+    facts["no_mitid"] = False
+    return facts, True
+
+
+def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """This clinic's patients with the flag, ordered by name."""
+    clinic = current_clinic(session, actor)
+    query = (
+        select(PortalUser, ClinicLink)
+        .join(ClinicLink, col(ClinicLink.user_id) == PortalUser.id)
+        .where(ClinicLink.clinic_id == clinic.id, col(ClinicLink.no_mitid).is_(True))
+        .order_by(col(PortalUser.name), col(PortalUser.cpr))
+        .execution_options(yield_per=batch)
+    )
+    for user, link in session.exec(query):
+        yield {
+            "cpr": user.cpr,
+            "name": user.name,
+            "email": user.email,
+            "set_at": link.no_mitid_changed_at,
+            "set_by": link.no_mitid_changed_by,
+            "email_owner_confirmed_email": link.email_owner_confirmed_email,
+        }

@@ -1,0 +1,501 @@
+"""Patients at a clinic: create, link, unlink, show, list, invite, unlock, access (R1, R8).
+
+Every function acts on the actor's current clinic only. Isolation: another clinic's
+patient is "not a patient at clinic X", and the message is the same whichever (or
+however many) other clinics the patient uses. The one thing staff learn about a CPR
+number that is not theirs is whether a portal user exists, so that they can link it.
+
+Choices made where the design is silent (also in the README):
+
+- ``create`` for a CPR that already has a user links that user (R1); a name or e-mail
+  that differs is reported, never written. The link's ``record_email`` (the e-mail on
+  this clinic's record card) is the e-mail given.
+- ``create`` sends an activation code only to a user it created (and not with
+  ``invite=False``); linking an existing user sends nothing.
+- ``--no-mitid`` with an existing user whose e-mail differs from the one given is
+  refused (nothing changes): security codes go to the user's e-mail, so that is the
+  address the clinic must confirm. Link first, check the address, then ``no-mitid set``.
+- ``invite`` (a new activation code; the older one stops working) only for users who
+  have not chosen a password yet. It is not a password reset: an activated user is
+  refused, as an e-mailed code must not replace a password the patient chose.
+- ``unlock`` clears the failed-login count and the lock; when there is nothing to clear
+  it changes nothing and writes no audit event.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
+from patientportal_cli.errors import Conflict, InvalidInput, NotFound, Refused
+from patientportal_cli.services import (
+    access,
+    audit,
+    catalog,
+    codes,
+    mailtexts,
+    nomitid,
+    outbox,
+    users,
+)
+from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.contact import clean_name, normalize_email
+from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.users import (
+    CREATE_HINT,
+    current_clinic,
+    lookup,
+    masked,
+    not_a_patient,
+    target,
+)
+
+
+def check_services(clinic: Clinic, value: str | list[str] | None) -> list[str]:
+    """Services to grant: all the clinic offers (None), or a subset of them."""
+    offered = catalog.split_services(clinic.services)
+    if value is None:
+        return offered
+    chosen = catalog.parse_services(value)
+    extra = [s for s in chosen if s not in offered]
+    if extra:
+        choices = ", ".join(offered) if offered else "none (it offers no services)"
+        raise InvalidInput(
+            f"Clinic {clinic.code} does not offer {extra[0]}: choose among {choices}."
+        )
+    return chosen
+
+
+def _same_email(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()
+
+
+# --- create and link -----------------------------------------------------------------
+
+
+@dataclass
+class LinkResult:
+    """What ``create`` / ``link`` did (or, with dry_run, would do)."""
+
+    cpr: str
+    name: str
+    email: str
+    clinic_code: str
+    user_created: bool
+    services: list[str]
+    no_mitid: bool = False
+    invited: bool = False
+    dry_run: bool = False
+    # field -> (value on the existing user, value given); reported, never written
+    differences: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _refuse_unconfirmable(cpr: str, user: PortalUser, email: str) -> None:
+    """--no-mitid for an existing user is confirmed for the address codes go to."""
+    if not _same_email(user.email, email):
+        raise Refused(
+            f"The portal user {masked(cpr)} has another e-mail ({user.email}) than the one "
+            f"given ({email}); security codes go to the user's e-mail, so the no-MitID flag "
+            "cannot be confirmed for the address given. Nothing was changed: link the "
+            "patient without --no-mitid, check the address with the patient, then run "
+            "`patientportal no-mitid set CPR`."
+        )
+
+
+def create(
+    session: Session,
+    *,
+    actor: Actor,
+    cpr: str,
+    name: str,
+    email: str,
+    services: str | list[str] | None = None,
+    no_mitid: bool = False,
+    email_owner_confirmed: bool = False,
+    invite: bool = True,
+    dry_run: bool = False,
+) -> LinkResult:
+    """Create the portal user (origin clinic) and link it here, or link the existing
+    user (R1). ``no_mitid`` sets the flag in the same transaction (R8) and needs
+    ``email_owner_confirmed`` (R6). Already linked here: Conflict."""
+    number = normalize_cpr(cpr)
+    name = clean_name(name)
+    email = normalize_email(email)
+    clinic = current_clinic(session, actor)
+    granted = check_services(clinic, services)
+    if no_mitid and not email_owner_confirmed:
+        raise nomitid.confirmation_missing()
+    assert clinic.id is not None
+    existing = users.find_user(session, number)
+    if existing is not None:
+        assert existing.id is not None
+        if users.find_link(session, clinic_id=clinic.id, user_id=existing.id) is not None:
+            raise already_linked(number, clinic)
+        if no_mitid:
+            _refuse_unconfirmable(number, existing, email)
+    linked = users.ensure_linked(
+        session,
+        clinic_id=clinic.id,
+        cpr=number,
+        name=name,
+        email=email,
+        origin="clinic",
+        by=actor.username,
+        services=catalog.join_services(granted),
+    )
+    if not linked.link_created:  # a concurrent command linked it first
+        session.rollback()
+        raise already_linked(number, clinic)
+    if no_mitid and not linked.user_created:  # a concurrent creation won the race
+        try:
+            _refuse_unconfirmable(number, linked.user, email)
+        except Refused:
+            session.rollback()
+            raise
+    return _finish_link(
+        session,
+        actor=actor,
+        clinic=clinic,
+        linked=linked,
+        action="patient.create",
+        no_mitid=no_mitid,
+        invite=invite and linked.user_created and not linked.user.password_hash,
+        dry_run=dry_run,
+    )
+
+
+def link(
+    session: Session,
+    *,
+    actor: Actor,
+    cpr: str,
+    services: str | list[str] | None = None,
+    no_mitid: bool = False,
+    email_owner_confirmed: bool = False,
+    dry_run: bool = False,
+) -> LinkResult:
+    """Link an existing portal user to this clinic (no user: NotFound, use ``create``)."""
+    number = normalize_cpr(cpr)
+    clinic = current_clinic(session, actor)
+    granted = check_services(clinic, services)
+    if no_mitid and not email_owner_confirmed:
+        raise nomitid.confirmation_missing()
+    user = users.find_user(session, number)
+    if user is None:
+        raise no_user(number)
+    assert clinic.id is not None and user.id is not None
+    if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
+        raise already_linked(number, clinic)
+    linked = users.ensure_linked(
+        session,
+        clinic_id=clinic.id,
+        cpr=number,
+        name=user.name,
+        email=user.email,
+        origin="clinic",
+        by=actor.username,
+        services=catalog.join_services(granted),
+    )
+    if not linked.link_created:
+        session.rollback()
+        raise already_linked(number, clinic)
+    return _finish_link(
+        session,
+        actor=actor,
+        clinic=clinic,
+        linked=linked,
+        action="patient.link",
+        no_mitid=no_mitid,
+        invite=False,
+        dry_run=dry_run,
+    )
+
+
+def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    """For ``link``'s confirmation prompt: the user to link (not linked here yet); ends
+    the read transaction."""
+    number = normalize_cpr(cpr)
+    clinic = current_clinic(session, actor)
+    user = users.find_user(session, number)
+    if user is None:
+        raise no_user(number)
+    assert clinic.id is not None and user.id is not None
+    if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
+        raise already_linked(number, clinic)
+    facts = {"cpr": user.cpr, "name": user.name, "email": user.email}
+    session.rollback()  # do not hold a write lock (SQLite) while a person answers
+    return facts
+
+
+def no_user(cpr: str) -> NotFound:
+    return NotFound(
+        f"No portal user has the CPR number {masked(cpr)}: create the patient with `{CREATE_HINT}`."
+    )
+
+
+def already_linked(cpr: str, clinic: Clinic) -> Conflict:
+    return Conflict(f"{masked(cpr)} is already linked to clinic {clinic.code}.")
+
+
+def _finish_link(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    linked: users.Linked,
+    action: str,
+    no_mitid: bool,
+    invite: bool,
+    dry_run: bool,
+) -> LinkResult:
+    user, link_row = linked.user, linked.link
+    assert user.id is not None and clinic.id is not None
+    result = LinkResult(
+        cpr=user.cpr,
+        name=user.name,
+        email=user.email,
+        clinic_code=clinic.code,
+        user_created=linked.user_created,
+        services=catalog.split_services(link_row.services),
+        no_mitid=no_mitid,
+        invited=invite,
+        dry_run=dry_run,
+        differences=dict(linked.differences),
+    )
+    if invite:
+        _send_activation(session, user=user, clinic=clinic)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action=action,
+        target=target(user.cpr),
+        details={
+            "user_created": linked.user_created,
+            "services": result.services,
+            "record_email": link_row.record_email,
+            "no_mitid": no_mitid,
+            "invited": invite,
+            "differences": {k: {"user": a, "given": b} for k, (a, b) in result.differences.items()},
+        },
+    )
+    if no_mitid:
+        nomitid.apply_flag(session, actor=actor, clinic=clinic, user=user, link=link_row)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return result
+
+
+def _send_activation(session: Session, *, user: PortalUser, clinic: Clinic) -> None:
+    assert user.id is not None
+    code = codes.issue(session, user_id=user.id, purpose=codes.ACTIVATION, clinic_id=clinic.id)
+    subject, body = mailtexts.activation(
+        name=user.name,
+        clinic_name=clinic.name,
+        code=code,
+        valid_days=codes.LIFETIME[codes.ACTIVATION].days,
+        clinic_code=clinic.code,
+    )
+    outbox.enqueue(session, to=user.email, template="activation", subject=subject, body=body)
+
+
+# --- one patient ---------------------------------------------------------------------
+
+
+def summary(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    """A few facts for a confirmation prompt; ends the read transaction."""
+    clinic = current_clinic(session, actor)
+    user, link_row = lookup(session, clinic=clinic, cpr=cpr)
+    facts = {
+        "cpr": user.cpr,
+        "name": user.name,
+        "email": user.email,
+        "record_email": link_row.record_email,
+        "no_mitid": link_row.no_mitid,
+        "clinic_code": clinic.code,
+    }
+    session.rollback()  # do not hold a write lock (SQLite) while a person answers
+    return facts
+
+
+def unlink(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    """Remove this clinic's link (its flag and services go with it); the user stays."""
+    clinic = current_clinic(session, actor)
+    user, link_row = lookup(session, clinic=clinic, cpr=cpr)
+    facts = {
+        "cpr": user.cpr,
+        "name": user.name,
+        "clinic_code": clinic.code,
+        "no_mitid": link_row.no_mitid,
+        "services": catalog.split_services(link_row.services),
+    }
+    users.forget_link(session, link_row, user.cpr)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="patient.unlink",
+        target=target(user.cpr),
+        details={"no_mitid": facts["no_mitid"], "services": facts["services"]},
+    )
+    session.commit()
+    return facts
+
+
+def record(user: PortalUser, link_row: ClinicLink, clinic: Clinic) -> dict[str, Any]:
+    """User + this clinic's link, as one flat record with stable snake_case keys."""
+    return {
+        "cpr": user.cpr,
+        "name": user.name,
+        "email": user.email,
+        "record_email": link_row.record_email,
+        "origin": user.origin,
+        "activated": bool(user.password_hash),
+        "mitid_verified_at": user.mitid_verified_at,
+        "clinic": clinic.code,
+        "linked_at": link_row.linked_at,
+        "linked_by": link_row.linked_by,
+        "services": catalog.split_services(link_row.services),
+        "no_mitid": link_row.no_mitid,
+        "no_mitid_changed_at": link_row.no_mitid_changed_at,
+        "no_mitid_changed_by": link_row.no_mitid_changed_by,
+        "email_owner_confirmed_by": link_row.email_owner_confirmed_by,
+        "email_owner_confirmed_at": link_row.email_owner_confirmed_at,
+        "email_owner_confirmed_email": link_row.email_owner_confirmed_email,
+        "mitid_required_after": link_row.mitid_required_after,
+        "failed_logins": user.failed_logins,
+        "locked_until": access.locked_until(user),
+        "created_at": user.created_at,
+    }
+
+
+def show(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    clinic = current_clinic(session, actor)
+    user, link_row = lookup(session, clinic=clinic, cpr=cpr)
+    return record(user, link_row, clinic)
+
+
+def login_access(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    """``access.login_access`` for a CPR at this clinic. A user not linked here gets
+    "not linked here" (a user exists); no user at all: NotFound."""
+    number = normalize_cpr(cpr)
+    clinic = current_clinic(session, actor)
+    user = users.find_user(session, number)
+    if user is None:
+        raise not_a_patient(number, clinic, user_exists=False)
+    assert clinic.id is not None
+    return access.login_access(session, clinic_id=clinic.id, user=user)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def iter_patients(
+    session: Session,
+    *,
+    actor: Actor,
+    search: str | None = None,
+    no_mitid_only: bool = False,
+    batch: int = 500,
+) -> Iterator[dict[str, Any]]:
+    """This clinic's patients, ordered by name (then CPR), fetched in batches.
+
+    ``search`` matches a part of the name or e-mail (case-insensitive, also for æ, ø,
+    å on SQLite) or, when it is made of digits (a hyphen or space allowed), a part of
+    the CPR number.
+    """
+    clinic = current_clinic(session, actor)
+    query = (
+        select(PortalUser, ClinicLink)
+        .join(ClinicLink, col(ClinicLink.user_id) == PortalUser.id)
+        .where(ClinicLink.clinic_id == clinic.id)
+        .order_by(col(PortalUser.name), col(PortalUser.cpr))
+    )
+    if no_mitid_only:
+        query = query.where(col(ClinicLink.no_mitid).is_(True))
+    needle = _fold(search.strip()) if search and search.strip() else None
+    digits = needle.replace("-", "").replace(" ", "") if needle else None
+    if digits is not None and not digits.isdigit():
+        digits = None
+    for user, link_row in session.exec(query.execution_options(yield_per=batch)):
+        if needle is not None and not (
+            needle in _fold(user.name)
+            or needle in _fold(user.email)
+            or (digits is not None and digits in user.cpr)
+        ):
+            continue
+        yield list_row(user, link_row)
+
+
+def list_row(user: PortalUser, link_row: ClinicLink) -> dict[str, Any]:
+    return {
+        "cpr": user.cpr,
+        "name": user.name,
+        "email": user.email,
+        "record_email": link_row.record_email,
+        "activated": bool(user.password_hash),
+        "no_mitid": link_row.no_mitid,
+        "services": catalog.split_services(link_row.services),
+        "linked_at": link_row.linked_at,
+    }
+
+
+def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+    """A new activation code e-mailed to a user who has no password yet; the older code
+    stops working. An activated user is refused (this is not a password reset)."""
+    clinic = current_clinic(session, actor)
+    user, _ = lookup(session, clinic=clinic, cpr=cpr)
+    if user.password_hash:
+        raise Refused(
+            f"{masked(user.cpr)} is already activated (has chosen a password); an activation "
+            "code cannot replace a password the patient chose."
+        )
+    _send_activation(session, user=user, clinic=clinic)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="patient.invite",
+        target=target(user.cpr),
+        details={"email": user.email},
+    )
+    session.commit()
+    return {"cpr": user.cpr, "name": user.name, "email": user.email}
+
+
+def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any], bool]:
+    """Clear the failed-login count and the two-factor lock: (facts, changed)."""
+    clinic = current_clinic(session, actor)
+    user, _ = lookup(session, clinic=clinic, cpr=cpr)
+    facts: dict[str, Any] = {
+        "cpr": user.cpr,
+        "name": user.name,
+        "failed_logins": user.failed_logins,
+        "locked_until": access.locked_until(user),
+    }
+    if user.failed_logins == 0 and user.locked_until is None:
+        session.rollback()
+        return facts, False
+    was_until: datetime | None = user.locked_until
+    user.failed_logins = 0
+    user.locked_until = None
+    session.add(user)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action="patient.unlock",
+        target=target(user.cpr),
+        details={"failed_logins": facts["failed_logins"], "locked_until": was_until},
+    )
+    session.commit()
+    return facts, True
