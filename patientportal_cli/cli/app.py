@@ -12,9 +12,11 @@ from patientportal_cli.cli import (
     clinic,
     config,
     db,
+    demo,
     mail,
     nomitid,
     patient,
+    patient_import,  # noqa: F401  (adds the command `patient import`)
     portal,
     registration,  # noqa: F401  (adds the command `portal register`)
     requests,
@@ -81,6 +83,7 @@ def root(
 
 
 session.register(app)
+demo.register(app)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")
