@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -30,12 +31,22 @@ def register(app: typer.Typer) -> None:
     command(app, "whoami")(whoami)
 
 
-def _ask(value: str | None, message: str, flag: str) -> str:
+def _ask(value: str | None, message: str, flag: str, check: Callable[[str], str]) -> str:
+    """The value given, or asked for on a terminal (asked again until ``check`` accepts
+    it); ``check`` normalises it or raises InvalidInput."""
     if value:
-        return value
+        return check(value)
     from patientportal_cli import prompts
+    from patientportal_cli.errors import InvalidInput
 
-    return prompts.text(message, flag=flag)
+    def validate(text: str) -> bool | str:
+        try:
+            check(text)
+        except InvalidInput as exc:
+            return str(exc)
+        return True
+
+    return check(prompts.text(message, flag=flag, validate=validate))
 
 
 def init(
@@ -65,10 +76,10 @@ def init(
         if migrate.current(engine) is not None and staff.is_initialised(session):  # type: ignore[arg-type]
             raise Conflict("This database is already initialised: `init` runs only once.")
     # each value is checked as soon as it is known, before the password is asked for
-    clinic = catalog.check_clinic_code(_ask(clinic or STATE.clinic, "Clinic code:", "--clinic"))
-    clinic_name = clean_name(_ask(clinic_name, "Clinic name:", "--clinic-name"))
-    admin = staff.check_username(_ask(admin, "Admin username:", "--admin"))
-    admin_name = clean_name(_ask(admin_name, "Admin full name:", "--admin-name"))
+    clinic = _ask(clinic or STATE.clinic, "Clinic code:", "--clinic", catalog.check_clinic_code)
+    clinic_name = _ask(clinic_name, "Clinic name:", "--clinic-name", clean_name)
+    admin = _ask(admin, "Admin username:", "--admin", staff.check_username)
+    admin_name = _ask(admin_name, "Admin full name:", "--admin-name", clean_name)
     password = get_password(password_stdin, f"Password for {admin}:", new=True)
     with database(migrate=False) as session:
         migrate.upgrade(session.get_bind())  # type: ignore[arg-type]
