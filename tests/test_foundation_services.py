@@ -436,3 +436,45 @@ def test_keystore(home: Path, tmp_path: Path, memory_keyring) -> None:  # noqa: 
         "or log in with `patientportal login USERNAME --print-token` and export "
         "PATIENTPORTAL_TOKEN."
     )
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    session: Session, db_url: str, home: Path
+) -> None:
+    """B's demotion waits while A's change of the same clinic's staff is open."""
+    import threading
+
+    from sqlalchemy import text
+
+    from patientportal_cli.db.models import Clinic
+
+    anna = actor_for(session, "anna")
+    add(session, anna, "bo", "admin")
+    engine = engine_mod.get_engine(db_url, home)
+    outcome: list[BaseException | None] = []
+
+    def anna_demotes_herself() -> None:
+        with Session(engine, expire_on_commit=False) as s:
+            me = auth.resolve(
+                s, token=auth.login(s, username="anna", password=PASSWORD)[0], clinic_code=None
+            )
+            try:
+                staff.set_role(s, actor=me, username="anna", role="doctor")
+                outcome.append(None)
+            except Conflict as exc:
+                outcome.append(exc)
+
+    with Session(engine) as a:  # bo's demotion, in progress: it holds the clinic's staff
+        a.exec(select(Clinic.id).where(Clinic.code == "NORD").with_for_update()).first()
+        a.execute(
+            text(
+                "UPDATE membership SET role = 'doctor' WHERE staff_id = (SELECT id FROM staff WHERE username = 'bo')"
+            )
+        )
+        other = threading.Thread(target=anna_demotes_herself)
+        other.start()
+        other.join(1.0)  # either waiting for the lock (fixed) or done (a lost update)
+        a.commit()
+    other.join(60)
+    assert [type(o) for o in outcome] == [Conflict]
+    assert str(outcome[0]) == "anna is the last admin of clinic NORD."

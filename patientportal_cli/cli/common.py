@@ -77,12 +77,24 @@ def debug() -> bool:
 def _external_error(exc: Exception) -> DomainError | None:
     """Errors from libraries that are the user's situation, not our bug."""
     if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
         from patientportal_cli.db.engine import connection_error
 
         if isinstance(exc, DBAPIError) and exc.connection_invalidated or _is_connect_error(exc):
-            return connection_error(exc, STATE.db_url or "")  # type: ignore[arg-type]
+            try:
+                url = db_url()[0]
+            except DomainError:
+                url = STATE.db_url or ""
+            return connection_error(exc, url)  # type: ignore[arg-type]
+        if isinstance(exc, IntegrityError):  # a unique key taken by a change made meanwhile
+            return DomainError(
+                "The change clashes with a change saved at the same moment: run the command "
+                "again to see where things stand."
+            )
+        busy = ("database is locked", "deadlock detected", "could not serialize")
+        if isinstance(exc, OperationalError) and any(b in str(exc).lower() for b in busy):
+            return DomainError("The database is busy with other changes: try again.")
     return None
 
 

@@ -44,7 +44,10 @@ def parse_url(url: str) -> URL:
 
 def describe(url: str | URL) -> str:
     """The database, never its password, for messages ("the SQLite database /x.db")."""
-    parsed = url if isinstance(url, URL) else parse_url(url)
+    try:
+        parsed = url if isinstance(url, URL) else parse_url(url)
+    except InvalidInput:
+        return "the database"
     if parsed.get_backend_name() == "sqlite":
         return f"the SQLite database {parsed.database or ':memory:'}"
     port = parsed.port or 5432

@@ -158,6 +158,9 @@ def _admin_count(session: Session, clinic_id: int) -> int:
 
 def _member_here(session: Session, actor: Actor, username: str) -> tuple[Staff, Membership, str]:
     clinic_id, code = actor.require_role("admin", action="change staff")
+    # Changes to a clinic's staff take turns (the clinic row is locked to the end of the
+    # transaction), so two admins demoting each other at once cannot leave no admin.
+    session.exec(select(Clinic.id).where(Clinic.id == clinic_id).with_for_update()).first()
     staff = _find(session, username)
     member = _membership(session, staff.id, clinic_id) if staff and staff.id else None
     if staff is None or member is None:
