@@ -141,6 +141,11 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
     if not (found.create or found.link or found.set_flag):
         return
     writer = Writer(session)
+    if writer.postgresql:
+        # the batch needs no WAL flush of its own at commit: a crash could only lose the
+        # last moment's batches, which a re-run redoes; their e-mails are sent after the
+        # import, whose later synchronous commits flush everything before them
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     default_services = ",".join(ctx.offered)
     actor = ctx.actor
     existing = found.existing
