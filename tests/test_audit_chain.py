@@ -288,3 +288,35 @@ def test_concurrent_cli_processes_keep_one_chain(
     assert_one_linear_chain(events)
     r = cli("audit verify")
     assert r.stderr == f"The audit log is intact: {len(events)} events checked.\n"
+
+
+# --- CPR numbers in the log ----------------------------------------------------------
+
+
+def test_cprs_in_the_log_are_masked_and_a_reveal_is_audited(
+    cli: Cli, staff: StaffHelper, db_url: str, home: Path
+) -> None:
+    cprs = [f"{day:02d}0203{1000 + day}" for day in range(1, 26)]
+    with session_for(db_url, home) as s:
+        for cpr in cprs:
+            audit.record(
+                s, actor="anna", clinic="NORD", action="patient.test", target=f"patient:{cpr}"
+            )
+        s.commit()
+    listed = json.loads(cli("audit list --action patient -o json").stdout)
+    assert {e["target"] for e in listed} == {f"patient:{c[:6]}-****" for c in cprs}
+    assert "cpr.reveal" not in [e.action for e in all_events(db_url, home)]
+    shown = json.loads(cli("--show-cpr audit list --action patient -o json").stdout)
+    assert {e["target"] for e in shown} == {f"patient:{c[:6]}-{c[6:]}" for c in cprs}
+    [reveal] = [e for e in all_events(db_url, home) if e.action == "cpr.reveal"]
+    assert (reveal.actor, reveal.clinic, json.loads(reveal.details)["count"]) == (
+        "anna",
+        "NORD",
+        25,
+    )
+    assert reveal.target == ",".join(sorted(cprs)[:18])
+    # the reveal's own target is masked for the next reader
+    listed = json.loads(cli("audit list --action cpr -o json").stdout)
+    assert "-****" in listed[0]["target"] and cprs[0] not in listed[0]["target"]
+    r = cli("audit verify")
+    assert r.stderr.startswith("The audit log is intact:")

@@ -64,7 +64,9 @@ def list_(
     since: Annotated[
         str | None, typer.Option("--since", help="Only events at or after DATE (UTC).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many (newest first).")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many (newest first).")
+    ] = 100,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
