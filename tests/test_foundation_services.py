@@ -157,9 +157,13 @@ def test_api_tokens(session: Session) -> None:
     for days in (0, 3651):
         with pytest.raises(InvalidInput):
             auth.create_api_token(session, actor=anna, name="x", days=days)
+    for name in ("", "x" * 101, "a\x1b[2Jb"):
+        with pytest.raises(InvalidInput):
+            auth.create_api_token(session, actor=anna, name=name, days=1)
+    assert auth.create_api_token(session, actor=anna, name="y" * 100, days=1)[1].name == "y" * 100
     _, row = auth.create_api_token(session, actor=anna, name="ci", days=30)
     assert row.kind == "api" and row.clinic_id is not None
-    assert [t.name for t in auth.list_tokens(session, actor=anna)] == ["ci"]  # no sessions
+    assert [t.name for t in auth.list_tokens(session, actor=anna)] == ["y" * 100, "ci"]
     assert anna.token_id is not None
     with pytest.raises(NotFound):  # one's login session is not an API token
         auth.revoke_token(session, actor=anna, token_id=anna.token_id)

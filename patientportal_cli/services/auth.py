@@ -17,8 +17,10 @@ from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
 from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound, NotLoggedIn
 from patientportal_cli.services import audit, catalog, passwords
+from patientportal_cli.services.contact import clean_name
 
 SESSION_HOURS = 12
+TOKEN_NAME_LENGTH = 100
 LOGIN_FAILED = "Login failed: unknown user or wrong password."
 
 
@@ -180,6 +182,9 @@ def create_api_token(
 ) -> tuple[str, ApiToken]:
     if days < 1 or days > 3650:
         raise InvalidInput("--days must be between 1 and 3650.")
+    name = clean_name(name)
+    if len(name) > TOKEN_NAME_LENGTH:
+        raise InvalidInput(f"A token name has at most {TOKEN_NAME_LENGTH} characters.")
     token, digest = new_token()
     row = ApiToken(
         staff_id=actor.staff_id,
