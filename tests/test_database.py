@@ -54,6 +54,7 @@ def test_upgrade_current_check(cli: Cli, db_url: str) -> None:
     assert cli("db upgrade").stderr == f"Already at the newest schema ({migrate.HEAD}).\n"
     assert cli("db current").stdout == f"{migrate.HEAD}\n"
     assert cli("db check").stderr == f"The schema is current ({migrate.HEAD}).\n"
+    cli(INIT, input=PASSWORD + "\n")  # init on a migrated, empty database
 
 
 def test_an_empty_remote_database_names_db_upgrade(
@@ -185,6 +186,17 @@ def test_an_unknown_host_and_bad_urls(cli: Cli) -> None:
     assert r.stderr == (
         "Error: Invalid database URL: expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB.\n"
     )
+
+
+def test_the_database_password_comes_from_the_keyring(cli: Cli, home: Path, memory_keyring) -> None:  # noqa: ANN001
+    url = "postgresql+psycopg://pp@db.example:6432/pp"
+    assert engine_mod.get_engine(url, home).url.password is None
+    engine_mod.dispose_all()
+    cli("config set db-password --value-stdin", input="Kode-ord-1\n")
+    assert engine_mod.get_engine(url, home).url.password == "Kode-ord-1"
+    engine_mod.dispose_all()
+    given = "postgresql+psycopg://pp:in-url@db.example/pp"  # a password in the URL wins
+    assert engine_mod.get_engine(given, home).url.password == "in-url"
 
 
 def test_a_password_echoed_by_the_server_is_hidden() -> None:
