@@ -21,7 +21,6 @@ from tests.test_queue_support import (
     add_doctor,
     db,
     events,
-    fast_hashing,
     links,
     mail_to,
     register,
@@ -29,8 +28,6 @@ from tests.test_queue_support import (
     set_mode,
     users,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 ROOT = Path(__file__).resolve().parents[1]
 

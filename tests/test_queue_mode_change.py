@@ -17,15 +17,12 @@ from tests.test_queue_support import (
     add_doctor,
     db,
     events,
-    fast_hashing,
     links,
     mail_to,
     register,
     requests,
     set_mode,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 
 def two_pending(cli: Cli) -> None:

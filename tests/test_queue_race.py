@@ -36,15 +36,12 @@ from tests.test_queue_support import (
     add_doctor,
     db,
     events,
-    fast_hashing,
     links,
     register,
     requests,
     set_mode,
     users,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD_SECONDS = 60  # a hang guard only: no assertion depends on timing

@@ -19,15 +19,12 @@ from tests.conftest import Cli, Staff
 from tests.test_queue_support import (
     add_doctor,
     db,
-    fast_hashing,
     links,
     mail_to,
     register,
     requests,
     set_mode,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 ROOT = Path(__file__).resolve().parents[1]
 DOWN = "\x1b[B"

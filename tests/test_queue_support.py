@@ -16,7 +16,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import Session, col, select
 
 from patientportal_cli.db import engine as engine_mod
@@ -30,23 +29,6 @@ from patientportal_cli.db.models import (
 from tests.conftest import Cli, Staff
 
 PW = "Patient-pass1"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cheap argon2 parameters in this process (a hash takes ~0.6 s here by default).
-
-    Import it into a test module to use it there; hashes made with the default
-    parameters still verify (argon2 keeps the parameters in the hash).
-    """
-    from argon2 import PasswordHasher
-
-    from patientportal_cli.services import passwords
-
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", lambda: cheap)
-
-
 CPR = "010203-1234"
 NUMBER = "0102031234"
 

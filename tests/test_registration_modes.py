@@ -15,7 +15,6 @@ from tests.test_queue_support import (
     PW,
     db,
     events,
-    fast_hashing,
     links,
     mail_to,
     register,
@@ -23,8 +22,6 @@ from tests.test_queue_support import (
     set_mode,
     users,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 NONE_REFUSAL = (
     "Error: Nordklinikken tilbyder ikke online selv-oprettelse på Patientportalen. Kontakt "

@@ -23,14 +23,11 @@ from tests.test_queue_support import (
     PW,
     add_doctor,
     db,
-    fast_hashing,
     links,
     mail_to,
     set_mode,
     users,
 )
-
-__all__ = ["fast_hashing"]  # autouse: cheap password hashing in these tests
 
 CPR = "050690-1112"
 NUMBER = "0506901112"
