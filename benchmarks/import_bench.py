@@ -185,16 +185,17 @@ def main() -> None:
         print(f"generated {args.n:,} patients ({size:.1f} MB) in {time.perf_counter() - t:.1f} s")
         print(
             f"{'backend':<11} {'invites':<8} {'N':>10} {'seconds':>8} {'patients/s':>11} "
-            f"{'peak RSS':>9} {'re-run s':>9}"
+            f"{'peak RSS':>9} {'CPU s':>6} {'re-run s':>9} {'load':>5}"
         )
         for backend in backends:
             for invites in modes:
+                load = os.getloadavg()[0]  # other work on the machine makes wall times longer
                 r = one_run(backend, csv_path, args.n, invites, args.pg)
                 print(
                     f"{r['backend']:<11} {'queued' if invites else 'none':<8} {r['n']:>10,} "
                     f"{r['seconds']:>8.2f} {r['per_second']:>11,.0f} "
                     f"{r['peak_rss_mb']:>6.0f} MB {r['cpu_seconds']:>6.2f} "
-                    f"{r['rerun_seconds']:>9.2f}",
+                    f"{r['rerun_seconds']:>9.2f} {load:>5.1f}",
                     flush=True,
                 )
 
