@@ -358,3 +358,24 @@ def test_not_logged_in_exits_4(cli: Cli, staff: Staff, tmp_path: Path, monkeypat
     monkeypatch.delenv("PATIENTPORTAL_TOKEN")
     path = write(tmp_path / "p.csv", excel_csv(danes_rows(), encoding="utf-8-sig"))
     cli(["patient", "import", str(path), "--yes"], expect=4)
+
+
+@pytest.mark.parametrize(("answer", "code"), [("y", 0), ("n", 1)])
+def test_confirmation_on_a_terminal(
+    cli: Cli, staff: Staff, db_url: str, home: Path, tmp_path: Path, answer: str, code: int
+) -> None:
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from patientportal_cli import prompts
+
+    path = write(tmp_path / "p.csv", excel_csv(danes_rows(), encoding="utf-8-sig"))
+    with create_pipe_input() as pipe:
+        pipe.send_text(answer)
+        with prompts.use_io(pipe, DummyOutput()):
+            r = cli(["patient", "import", str(path), "--no-send"], expect=code)
+    if code:
+        assert r.stderr.endswith("Error: Not confirmed; nothing was imported.\n")
+        assert counts(db_url, home)["users"] == 0
+    else:
+        assert counts(db_url, home)["users"] == 4
