@@ -255,6 +255,7 @@ def test_the_chain_stays_linear_with_concurrent_writers(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: the service test above
 def test_concurrent_cli_processes_keep_one_chain(
     cli: Cli, staff: StaffHelper, db_url: str, home: Path
 ) -> None:
