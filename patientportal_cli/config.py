@@ -9,7 +9,6 @@ upper-cased, ``-`` as ``_``) override the file. Secrets are never stored here: s
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -79,10 +78,24 @@ class Config:
 
     def save(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        lines = [f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in sorted(self.values.items())]
+        lines = [f"{toml_string(k)} = {toml_string(v)}\n" for k, v in sorted(self.values.items())]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(lines), encoding="utf-8")
         tmp.replace(self.path)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: quote, backslash and control characters escaped, the rest
+    (æøå, emoji ...) as they are (JSON's surrogate-pair escapes are not valid TOML)."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def env_name(key: str) -> str:

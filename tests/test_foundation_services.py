@@ -10,6 +10,8 @@ from pathlib import Path
 
 import keyring
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keyring.backends import fail
 from sqlmodel import Session, select
 
@@ -418,6 +420,20 @@ def test_config_file_round_trip_and_environment(
         config_mod.display_value("db-url", "postgresql://u:pw@h/d")
         == "postgresql+psycopg://u:***@h/d"
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_text_survives_config_toml(value: str) -> None:
+    """Whatever a setting holds (emoji, quotes, control characters) reads back the same."""
+    import tomllib
+
+    assert tomllib.loads(f"k = {config_mod.toml_string(value)}\n") == {"k": value}
+
+
+def test_an_emoji_in_a_setting_does_not_break_config_toml(home: Path) -> None:
+    config_mod.load(home).set("smtp-username", 'klinik😀\x7f"')
+    assert config_mod.load(home).get("smtp-username") == 'klinik😀\x7f"'
 
 
 def test_keystore(home: Path, tmp_path: Path, memory_keyring) -> None:  # noqa: ANN001
