@@ -205,6 +205,51 @@ def test_mode_change_skips_a_request_a_doctor_is_deciding(
         assert [e.target for e in events(session, "request.")][-2:] == ["request:1", "request:2"]
 
 
+def test_two_registrations_of_one_cpr_at_once_make_one_request(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """Both pass the first look (nothing pending) and meet while choosing a password;
+    the second look, under the per-CPR lock (PostgreSQL) or the exclusive write
+    transaction (SQLite), lets exactly one of them store a request."""
+    from patientportal_cli.errors import Conflict
+    from patientportal_cli.services import registration
+
+    set_mode(cli, "approval")
+    engine = engine_mod.get_engine(db_url, home)
+    both_asked = threading.Barrier(2, timeout=GUARD_SECONDS)
+    outcome: list[Any] = []
+
+    def patient(email: str) -> None:
+        def password() -> str:
+            both_asked.wait()  # both have seen "no pending request" by now
+            return "Patient-pass1"
+
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                outcome.append(
+                    registration.register(
+                        session,
+                        clinic_code="NORD",
+                        cpr="010203-1234",
+                        name="Jens Hansen",
+                        email=email,
+                        password=password,
+                    ).outcome
+                )
+            except Conflict as exc:
+                outcome.append(str(exc))
+
+    threads = [threading.Thread(target=patient, args=(f"jens{n}@example.dk",)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD_SECONDS)
+    assert sorted(o == "requested" for o in outcome) == [False, True], outcome
+    assert any(o.startswith("A registration request for this CPR number") for o in outcome)
+    with db(db_url, home) as session:
+        assert len(requests(session)) == 1
+
+
 # --- real processes ----------------------------------------------------------------------
 DRIVER = """
 import os, sys, time
