@@ -533,7 +533,7 @@ def test_clinic_codes_given_with_clinic(cli: Cli, staff: StaffHelper) -> None:
 
 
 def test_staff_of_several_clinics_must_pick_one(
-    cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch, home: Path
+    cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli("clinic create SYD --name Syd")
     for command in ("clinic show", "staff list", "audit list", "clinic set-registration open"):
@@ -546,6 +546,12 @@ def test_staff_of_several_clinics_must_pick_one(
     cli("config set clinic nord")  # the default clinic from config.toml
     assert json.loads(cli("clinic show -o json").stdout)["code"] == "NORD"
     assert json.loads(cli("clinic show -o json --clinic SYD").stdout)["code"] == "SYD"
+    staff.login("anna", clinic="SYD")  # the clinic chosen at login comes first
+    assert json.loads(cli("clinic show -o json").stdout)["code"] == "SYD"
+    cli("config set clinic OEST")  # a default where one does not work is passed over
+    staff.login("anna")
+    r = cli("clinic show", expect=2)
+    assert r.stderr == "Error: You work at several clinics (NORD, SYD): pass --clinic CODE.\n"
 
 
 def test_set_registration(cli: Cli, staff: StaffHelper, db_url: str, home: Path) -> None:

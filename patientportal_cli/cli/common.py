@@ -247,12 +247,11 @@ def staff_session(
 
     if clinic:
         STATE.clinic = clinic
-    if not STATE.clinic:
-        STATE.clinic = config().get("clinic")  # the default clinic from config.toml
+    default = None if STATE.clinic else config().get("clinic")  # config.toml's default
 
     token = session_token()
     with database() as session:
-        actor = auth.resolve(session, token=token, clinic_code=STATE.clinic)
+        actor = auth.resolve(session, token=token, clinic_code=STATE.clinic, default_clinic=default)
         if output is not None:
             output.on_reveal = functools.partial(_audit_reveal, session, actor)
         yield session, actor

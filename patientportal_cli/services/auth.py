@@ -121,8 +121,16 @@ def _membership(session: Session, staff: Staff, clinic: Clinic) -> Membership:
     return member
 
 
-def resolve(session: Session, *, token: str | None, clinic_code: str | None) -> Actor:
-    """The actor behind a token; ``clinic_code`` (or the session's, or the only one) picked."""
+def resolve(
+    session: Session,
+    *,
+    token: str | None,
+    clinic_code: str | None,
+    default_clinic: str | None = None,
+) -> Actor:
+    """The actor behind a token, acting on: ``clinic_code`` (--clinic), else the clinic
+    chosen at login, else ``default_clinic`` (config.toml) if they work there, else their
+    only clinic (none picked for someone at several clinics)."""
     if not token:
         raise NotLoggedIn("Not logged in: run `patientportal login USERNAME`.")
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
@@ -158,6 +166,8 @@ def resolve(session: Session, *, token: str | None, clinic_code: str | None) -> 
             raise Forbidden(f"{staff.username} does not work at clinic {code}.")
     elif row.clinic_id is not None and row.clinic_id in ids.values():
         code = next(c for c, i in ids.items() if i == row.clinic_id)
+    elif default_clinic and default_clinic.strip().upper() in ids:
+        code = default_clinic.strip().upper()
     elif len(ids) == 1:
         code = next(iter(ids))
     else:
