@@ -93,7 +93,7 @@ class Output:
             return value if for_json else ("yes" if value else "no")
         if isinstance(value, list | tuple):
             items = [self.value(key, v, for_json=for_json) for v in value]
-            return items if for_json else ", ".join(str(i) for i in items)
+            return items if for_json else ", ".join(_cell(i) for i in items)
         if isinstance(value, dict):
             # a nested object keeps JSON values (it is shown as JSON in tables and CSV);
             # text anywhere inside free text (audit details) is searched for CPR numbers

@@ -117,6 +117,8 @@ def test_lists_and_nested_objects(capsys: pytest.CaptureFixture[str]) -> None:
     )
     Output("json").rows([row], cols)
     assert json.loads(capsys.readouterr().out) == [row]
+    Output("csv").rows([{"services": [{"a": 1}, None, "x"], "details": {}}], cols)
+    assert capsys.readouterr().out == 'services,details\n"{""a"": 1}, , x",{}\n'
 
 
 # --- CPR masking ---------------------------------------------------------------------
