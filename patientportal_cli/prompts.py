@@ -62,17 +62,43 @@ def text(
     return str(_ask(questionary.text(message, **kwargs)))
 
 
-def password(message: str, *, flag: str = "--password-stdin", what: str = "password") -> str:
+def password(
+    message: str,
+    *,
+    flag: str = "--password-stdin",
+    what: str = "password",
+    check: Callable[[str], Any] | None = None,
+) -> str:
+    """Ask for a password (hidden); ``check`` raising InvalidInput makes it ask again."""
     _require(flag, what)
     import questionary
 
-    return str(_ask(questionary.password(message, **_io)))
+    kwargs: dict[str, Any] = dict(_io)
+    if check is not None:
+        kwargs["validate"] = _validator(check)
+    return str(_ask(questionary.password(message, **kwargs)))
 
 
-def new_password(message: str, *, flag: str = "--password-stdin") -> str:
-    """Ask twice; ask again until both match."""
+def _validator(check: Callable[[str], Any]) -> Callable[[str], bool | str]:
+    from patientportal_cli.errors import InvalidInput
+
+    def validate(text: str) -> bool | str:
+        try:
+            check(text)
+        except InvalidInput as exc:
+            return str(exc)
+        return True
+
+    return validate
+
+
+def new_password(
+    message: str, *, flag: str = "--password-stdin", check: Callable[[str], Any] | None = None
+) -> str:
+    """Ask twice; ask again until both match. ``check`` (the password policy) is applied
+    to the first answer, so a weak password is refused before it is repeated."""
     while True:
-        first = password(message, flag=flag)
+        first = password(message, flag=flag, check=check)
         second = password("Repeat the password:", flag=flag)
         if first == second:
             return first

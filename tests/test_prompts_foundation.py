@@ -92,6 +92,14 @@ def test_new_password_asks_again_until_both_match(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == "The passwords differ; try again.\n"
 
 
+def test_a_new_password_against_the_policy_is_asked_again(cli: Cli, staff: StaffHelper) -> None:
+    keys = ["weak", ENTER, "\x7f" * 4, "Bo-pass-123", ENTER, "Bo-pass-123", ENTER]
+    with terminal(*keys):
+        r = cli("staff add bo --name Bo --role doctor")
+    assert r.stderr == "Added bo with the role doctor at clinic NORD.\n"
+    staff.login("bo", "Bo-pass-123")
+
+
 def test_ctrl_c_at_a_prompt_is_exit_130(cli: Cli, db_url: str) -> None:
     with terminal(CTRL_C):
         r = cli("init", expect=130)

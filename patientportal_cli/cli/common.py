@@ -181,7 +181,11 @@ def get_password(password_stdin: bool, message: str = "Password:", *, new: bool 
         return read_password_stdin()
     from patientportal_cli import prompts
 
-    return prompts.new_password(message) if new else prompts.password(message)
+    if new:
+        from patientportal_cli.services.passwords import check_policy
+
+        return prompts.new_password(message, check=check_policy)
+    return prompts.password(message)
 
 
 # --- database ------------------------------------------------------------------------
