@@ -366,6 +366,7 @@ def test_set_role_and_the_last_admin(cli: Cli, staff: StaffHelper, db_url: str, 
     assert r.stderr == "Error: No staff member 'nobody' at clinic NORD.\n"
     r = cli("staff set-role anna chief", expect=2)
     assert "'chief' is not one of" in r.stderr
+    assert cli("staff set-role bo admin").stderr == "bo is now admin at clinic NORD.\n"  # no-op
     with db(db_url, home) as s:
         roles = [
             json.loads(e.details)

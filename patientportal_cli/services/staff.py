@@ -171,6 +171,9 @@ def _member_here(session: Session, actor: Actor, username: str) -> tuple[Staff, 
 def set_role(session: Session, *, actor: Actor, username: str, role: str) -> Membership:
     role = catalog.check_role(role)
     staff, member, code = _member_here(session, actor, username)
+    if member.role == role:
+        session.rollback()  # nothing changes, nothing to audit
+        return member
     if member.role == "admin" and role != "admin" and _admin_count(session, member.clinic_id) <= 1:
         raise Conflict(f"{staff.username} is the last admin of clinic {code}.")
     old = member.role
