@@ -109,6 +109,8 @@ def test_audit_list_and_export(cli: Cli, staff: StaffHelper, tmp_path: Path) -> 
         "staff.add"
     ]
     assert len(json.loads(cli("audit list --limit 1 -o json").stdout)) == 1
+    assert json.loads(cli("audit list --action sta__ -o json").stdout) == []  # no wildcards
+    assert json.loads(cli("audit list --action % -o json").stdout) == []
     assert json.loads(cli("audit list --since 2999-01-01 -o json").stdout) == []
     assert cli("audit list --since 2999-01-01").stderr == "No audit events.\n"
     assert len(json.loads(cli("audit list --since 2000-01-01T00:00 -o json").stdout)) == 3

@@ -90,7 +90,7 @@ def events(
     """A clinic's events, newest first (``clinic=None``: events of no clinic)."""
     query = select(AuditEvent).where(AuditEvent.clinic == clinic)
     if action:
-        query = query.where(col(AuditEvent.action).startswith(action))
+        query = query.where(col(AuditEvent.action).startswith(action, autoescape=True))
     if since:
         query = query.where(AuditEvent.at >= since)
     query = query.order_by(col(AuditEvent.id).desc())
