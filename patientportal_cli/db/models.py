@@ -54,7 +54,7 @@ class Membership(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     staff_id: int = Field(foreign_key="staff.id", index=True)
     clinic_id: int = Field(foreign_key="clinic.id", index=True)
-    role: str = Field(max_length=16)
+    role: str = Field(max_length=64)  # one role, or several: "admin,doctor"
 
 
 class ApiToken(SQLModel, table=True):
