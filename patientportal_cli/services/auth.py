@@ -32,14 +32,26 @@ class Actor:
     username: str
     full_name: str
     may_create_clinics: bool
-    roles: dict[str, str] = field(default_factory=dict)  # clinic code -> role
+    # clinic code -> the stored role text there: one role, or several in catalogue
+    # order ("admin,doctor")
+    roles: dict[str, str] = field(default_factory=dict)
     clinic_id: int | None = None
     clinic_code: str | None = None
     token_id: int | None = None
 
     @property
     def role(self) -> str | None:
+        """The stored role text at the current clinic ("doctor", "admin,doctor")."""
         return self.roles.get(self.clinic_code or "")
+
+    @property
+    def role_names(self) -> list[str]:
+        """The actor's roles at the current clinic (none without a clinic)."""
+        return catalog.split_roles(self.role)
+
+    def has_role(self, name: str) -> bool:
+        """Whether one of the actor's roles at the current clinic is ``name``."""
+        return name in self.role_names
 
     def require_clinic(self) -> tuple[int, str]:
         if self.clinic_id is None or self.clinic_code is None:
@@ -51,11 +63,12 @@ class Actor:
 
     def require_role(self, *allowed: str, action: str) -> tuple[int, str]:
         clinic_id, code = self.require_clinic()
-        if self.role not in allowed:
+        if not any(self.has_role(name) for name in allowed):
             need = " or ".join(allowed)
             article = "an" if need[0] in "aeiou" else "a"
             raise Forbidden(
-                f"Only {article} {need} at clinic {code} can {action} (you are {self.role})."
+                f"Only {article} {need} at clinic {code} can {action} "
+                f"(you are {catalog.show_roles(self.role)})."
             )
         return clinic_id, code
 

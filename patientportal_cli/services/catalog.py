@@ -51,6 +51,33 @@ def check_role(role: str) -> str:
     return role
 
 
+def parse_roles(value: str) -> str:
+    """'doctor,admin' (one role, or several comma-separated) -> 'admin,doctor': the
+    checked names in catalogue order, as ``membership.role`` stores them."""
+    names = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if not names:
+        raise InvalidInput(
+            "No role given: use admin, doctor or secretary (or several: admin,doctor)."
+        )
+    unknown = sorted(names - ROLES.keys())
+    if unknown:
+        raise InvalidInput(
+            f"Unknown role {unknown[0]!r}: use admin, doctor or secretary (or several, "
+            "comma-separated: admin,doctor)."
+        )
+    return ",".join(r for r in ROLES if r in names)
+
+
+def split_roles(stored: str | None) -> list[str]:
+    """The role names in a stored role text ('admin,doctor' -> ['admin', 'doctor'])."""
+    return [r for r in (stored or "").split(",") if r]
+
+
+def show_roles(stored: str | None) -> str:
+    """A stored role text as people read it: 'admin,doctor' -> 'admin, doctor'."""
+    return ", ".join(split_roles(stored))
+
+
 def parse_services(value: str | list[str] | None) -> list[str]:
     """'booking,e-consultation' or a list of such -> checked names in catalogue order."""
     if value is None:
