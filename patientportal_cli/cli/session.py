@@ -153,7 +153,9 @@ def whoami(
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Who is logged in, at which clinics, with which role."""
+    """Who is logged in, at which clinics, with which role(s)."""
+    from patientportal_cli.services.catalog import show_roles
+
     output = out(fmt)
     with staff_session(clinic=clinic_code) as (_session, actor):
         output.record(
@@ -161,8 +163,10 @@ def whoami(
                 "username": actor.username,
                 "full_name": actor.full_name,
                 "clinic": actor.clinic_code,
-                "role": actor.role,
-                "clinics": [f"{code} ({role})" for code, role in sorted(actor.roles.items())],
+                "role": show_roles(actor.role) if actor.role is not None else None,
+                "clinics": [
+                    f"{code} ({show_roles(role)})" for code, role in sorted(actor.roles.items())
+                ],
                 "may_create_clinics": actor.may_create_clinics,
             }
         )

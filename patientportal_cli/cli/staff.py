@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -24,12 +23,19 @@ token_app = typer.Typer(help="API tokens for scripts (PATIENTPORTAL_TOKEN).", no
 app.add_typer(token_app, name="token")
 
 
-class Role(StrEnum):
-    admin = "admin"
-    doctor = "doctor"
-    secretary = "secretary"
+ROLE_NAMES = ("admin", "doctor", "secretary")  # services/catalog.py ROLES, in its order
 
 
+def complete_roles(incomplete: str) -> list[str]:
+    """admin, doctor, secretary; after a comma, the roles not yet named ("admin," ->
+    "admin,doctor", "admin,secretary")."""
+    head, _, last = incomplete.rpartition(",")
+    given = {r.strip().lower() for r in head.split(",") if r.strip()}
+    prefix = f"{head}," if head else ""
+    return [prefix + r for r in ROLE_NAMES if r not in given and r.startswith(last.lower())]
+
+
+ROLE_HELP = "admin, doctor or secretary; several comma-separated, e.g. admin,doctor."
 UsernameArg = Annotated[str, typer.Argument(help="Username.", autocompletion=complete_username)]
 
 
@@ -39,11 +45,16 @@ def list_(
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Staff of the current clinic."""
-    from patientportal_cli.services import staff
+    from patientportal_cli.services import catalog, staff
 
     with staff_session(clinic=clinic_code) as (session, actor):
         rows = [
-            {"username": s.username, "full_name": s.full_name, "role": role, "active": s.active}
+            {
+                "username": s.username,
+                "full_name": s.full_name,
+                "role": catalog.show_roles(role),
+                "active": s.active,
+            }
             for s, role in staff.members(session, actor=actor)
         ]
     out(fmt).rows(
@@ -57,19 +68,20 @@ def list_(
 def add(
     username: Annotated[str, typer.Argument(help="New username (a-z, 0-9, . - _).")],
     name: Annotated[str, typer.Option("--name", help="Full name.")],
-    role: Annotated[Role, typer.Option("--role", help="admin, doctor or secretary.")],
+    role: Annotated[str, typer.Option("--role", help=ROLE_HELP, autocompletion=complete_roles)],
     password_stdin: PasswordStdinOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Add a staff member to the current clinic (admin only).
 
     A username that already exists at another clinic only gets a role here (no password
-    is asked).
+    is asked). Give several roles comma-separated: --role admin,doctor.
     """
-    from patientportal_cli.services import staff
+    from patientportal_cli.services import catalog, staff
     from patientportal_cli.services.contact import clean_name
 
     staff.check_username(username)
+    roles = catalog.parse_roles(role)
     clean_name(name)  # bad input is refused before a password is asked for
     with staff_session(clinic=clinic_code) as (session, actor):
         actor.require_role("admin", action="add staff")
@@ -82,10 +94,11 @@ def add(
             actor=actor,
             username=username,
             full_name=name,
-            role=role.value,
+            role=roles,
             password=password,
         )
-    where = f"the role {role.value} at clinic {actor.clinic_code}"
+    plural = "s" if "," in roles else ""
+    where = f"the role{plural} {catalog.show_roles(roles)} at clinic {actor.clinic_code}"
     if created:
         out().success(f"Added {member.username} with {where}.")
     elif password is not None:
@@ -97,15 +110,24 @@ def add(
 @command(app, "set-role")
 def set_role(
     username: UsernameArg,
-    role: Annotated[Role, typer.Argument(help="New role.")],
+    role: Annotated[
+        str,
+        typer.Argument(help=f"New role(s): {ROLE_HELP}", autocompletion=complete_roles),
+    ],
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Change a staff member's role at the current clinic (admin only)."""
-    from patientportal_cli.services import staff
+    """Change a staff member's role at the current clinic (admin only).
 
+    The role(s) given replace those they had here; give several comma-separated
+    (admin,doctor) for someone who is, e.g., both the practice owner and a doctor.
+    """
+    from patientportal_cli.services import catalog, staff
+
+    roles = catalog.parse_roles(role)
     with staff_session(clinic=clinic_code) as (session, actor):
-        staff.set_role(session, actor=actor, username=username, role=role.value)
-    out().success(f"{username} is now {role.value} at clinic {actor.clinic_code}.")
+        staff.set_role(session, actor=actor, username=username, role=roles)
+    shown = catalog.show_roles(roles)
+    out().success(f"{username} is now {shown} at clinic {actor.clinic_code}.")
 
 
 @command(app, "disable")

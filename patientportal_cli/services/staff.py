@@ -105,7 +105,7 @@ def add(
     """
     clinic_id, code = actor.require_role("admin", action="add staff")
     username = check_username(username)
-    role = catalog.check_role(role)
+    role = catalog.parse_roles(role)
     staff = _find(session, username)
     created = staff is None
     reactivated = False
@@ -145,15 +145,19 @@ def add(
     return staff, created
 
 
+def _is_admin(role: str) -> bool:
+    return "admin" in catalog.split_roles(role)
+
+
 def _admin_count(session: Session, clinic_id: int) -> int:
-    return int(
-        session.exec(
-            select(func.count())
-            .select_from(Membership)
-            .join(Staff, col(Staff.id) == Membership.staff_id)
-            .where(Membership.clinic_id == clinic_id, Membership.role == "admin", Staff.active)
-        ).one()
-    )
+    """Active staff of the clinic whose roles there include admin (checked here rather
+    than in SQL, as a membership may hold several roles: "admin,doctor")."""
+    roles = session.exec(
+        select(Membership.role)
+        .join(Staff, col(Staff.id) == Membership.staff_id)
+        .where(Membership.clinic_id == clinic_id, Staff.active)
+    ).all()
+    return sum(_is_admin(role) for role in roles)
 
 
 def _member_here(session: Session, actor: Actor, username: str) -> tuple[Staff, Membership, str]:
@@ -169,12 +173,18 @@ def _member_here(session: Session, actor: Actor, username: str) -> tuple[Staff, 
 
 
 def set_role(session: Session, *, actor: Actor, username: str, role: str) -> Membership:
-    role = catalog.check_role(role)
+    """Give a staff member these roles at the current clinic (one role, or several
+    comma-separated: "admin,doctor"), replacing the roles they had there."""
+    role = catalog.parse_roles(role)
     staff, member, code = _member_here(session, actor, username)
     if member.role == role:
         session.rollback()  # nothing changes, nothing to audit
         return member
-    if member.role == "admin" and role != "admin" and _admin_count(session, member.clinic_id) <= 1:
+    if (
+        _is_admin(member.role)
+        and not _is_admin(role)
+        and _admin_count(session, member.clinic_id) <= 1
+    ):
         raise Conflict(f"{staff.username} is the last admin of clinic {code}.")
     old = member.role
     member.role = role
@@ -199,7 +209,7 @@ def disable(session: Session, *, actor: Actor, username: str) -> str:
     staff, member, code = _member_here(session, actor, username)
     if staff.id == actor.staff_id:
         raise Forbidden("You cannot disable yourself.")
-    if member.role == "admin" and _admin_count(session, member.clinic_id) <= 1:
+    if _is_admin(member.role) and _admin_count(session, member.clinic_id) <= 1:
         raise Conflict(f"{staff.username} is the last admin of clinic {code}.")
     others = session.exec(
         select(func.count()).select_from(Membership).where(Membership.staff_id == staff.id)
