@@ -99,12 +99,15 @@ def test_reject_with_reason_mails_each_patient(
 
 
 def test_approve_needs_a_doctor(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
+    """--pending approve needs both roles, admin and doctor (tests/test_roles_multi.py
+    has the admin+doctor who succeeds)."""
     two_pending(cli)
     r = cli("clinic set-registration open --pending approve", expect=4)
     assert r.stderr == (
-        "Error: Only a doctor at clinic NORD can approve registration requests (you are "
-        "admin): let a doctor approve them with `patientportal requests approve ID...` or "
-        "`requests review`, or pass --pending keep or --pending reject.\n"
+        "Error: Approving the pending requests while changing the mode needs both the admin "
+        "and the doctor role at clinic NORD (you are admin): let a doctor approve them with "
+        "`patientportal requests approve ID...` or `requests review`, or pass --pending keep "
+        "or --pending reject.\n"
     )
     assert mode(cli) == "approval"
     with db(db_url, home) as session:

@@ -128,7 +128,7 @@ def set_registration(
         ):
             session.rollback()  # no open transaction while the person answers
             choices = [("keep", "Keep them in the queue"), ("reject", "Reject them")]
-            if actor.role == "doctor":  # approving needs a doctor (services/queue.py)
+            if actor.has_role("doctor"):  # approving needs a doctor (services/queue.py)
                 choices.append(("approve", "Approve them"))
             choice = prompts.select(
                 f"{waiting} request(s) are pending. What should happen to them?",

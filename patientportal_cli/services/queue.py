@@ -370,19 +370,21 @@ def settle_pending(session: Session, *, actor: Actor, decision: str, reason: str
 
     Called by ``clinics.set_registration`` when the mode changes (it commits). Approving
     needs a doctor; as that command is for admins, it succeeds only for someone who is
-    both (with one role per clinic, nobody is: a doctor approves the queue first, or the
-    admin keeps or rejects it). Rejecting is part of the admin's mode change. Requests a
+    both there (roles "admin,doctor"); otherwise a doctor approves the queue first, or
+    the admin keeps or rejects it. Rejecting is part of the admin's mode change. Requests a
     doctor decides at the same moment are skipped, not decided twice. Returns how many
     were decided here.
     """
     if decision not in ("approve", "reject"):
         raise InvalidInput(f"Unknown decision {decision!r}: use approve or reject.")
     clinic = _clinic(session, actor)
-    if decision == "approve" and actor.role != "doctor":
+    if decision == "approve" and not actor.has_role("doctor"):
         raise Forbidden(
-            f"Only a doctor at clinic {clinic.code} can approve registration requests (you "
-            f"are {actor.role}): let a doctor approve them with `patientportal requests "
-            "approve ID...` or `requests review`, or pass --pending keep or --pending reject."
+            f"Approving the pending requests while changing the mode needs both the admin "
+            f"and the doctor role at clinic {clinic.code} (you are "
+            f"{catalog.show_roles(actor.role)}): let a doctor approve them with "
+            "`patientportal requests approve ID...` or `requests review`, or pass --pending "
+            "keep or --pending reject."
         )
     reason = clean_reason(reason) if decision == "reject" else None
     if session.get_bind().dialect.name == "postgresql":
