@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, AuditEvent, Staff
-from tests.conftest import PASSWORD, Cli
+from tests.conftest import PASSWORD, Cli, MemoryKeyring
 from tests.conftest import Staff as StaffHelper
 
 INIT = (
@@ -769,3 +769,24 @@ def test_database_errors_met_midway_are_one_line(
         "Error: Unexpected ZeroDivisionError: division by zero (set PATIENTPORTAL_DEBUG=1 for "
         "details)\n",
     )
+
+
+def test_logout_revokes_the_keyring_session_and_leaves_an_api_token_valid(
+    cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> None:
+    api_token = cli("staff token create --name nightly").stdout.strip()
+    monkeypatch.delenv("PATIENTPORTAL_TOKEN")
+    cli("login anna --password-stdin", input=PASSWORD + "\n")
+    [session_token] = memory_keyring.store.values()
+    assert cli("logout").stderr == "Logged out.\n"
+    assert memory_keyring.store == {}
+    monkeypatch.setenv("PATIENTPORTAL_TOKEN", session_token)
+    r = cli("whoami", expect=4)  # revoked in the database, not only forgotten locally
+    assert r.stderr == "Error: This session or token was revoked: log in again.\n"
+    monkeypatch.setenv("PATIENTPORTAL_TOKEN", api_token)
+    r = cli("logout")
+    assert r.stderr == (
+        "PATIENTPORTAL_TOKEN holds an API token; it stays valid "
+        "(end it with `patientportal staff token revoke ID`).\n"
+    )
+    cli("whoami")

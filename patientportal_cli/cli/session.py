@@ -19,7 +19,6 @@ from patientportal_cli.cli.common import (
     get_password,
     home,
     out,
-    session_token,
     staff_session,
 )
 
@@ -134,18 +133,32 @@ def login(
 
 
 def logout() -> None:
-    """End the session kept in the keyring (or the PATIENTPORTAL_TOKEN session)."""
+    """End your login session: the one kept in the keyring and, when PATIENTPORTAL_TOKEN
+    holds a session from `login --print-token`, that one. An API token in
+    PATIENTPORTAL_TOKEN stays valid (end it with `staff token revoke ID`)."""
+    import os
+
     from patientportal_cli import keystore
     from patientportal_cli.services import auth
 
-    token = session_token()
-    if not token:
+    stored = keystore.get("session", home()) if keystore.available() else None
+    env_token = os.environ.get("PATIENTPORTAL_TOKEN", "").strip() or None
+    if not stored and not env_token:
         out().message("Not logged in.")
         return
+    outcomes = {}
     with database() as session:
-        auth.logout(session, token=token)
-    if keystore.available():
+        for token in {t for t in (stored, env_token) if t}:
+            outcomes[token] = auth.logout(session, token=token)
+    if stored:
         keystore.delete("session", home())
+    if env_token and outcomes.get(env_token) == "api":
+        out().message(
+            "PATIENTPORTAL_TOKEN holds an API token; it stays valid "
+            "(end it with `patientportal staff token revoke ID`)."
+        )
+        if not stored:
+            return
     out().success("Logged out.")
 
 

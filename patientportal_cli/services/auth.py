@@ -189,15 +189,19 @@ def resolve(
     return actor
 
 
-def logout(session: Session, *, token: str) -> bool:
+def logout(session: Session, *, token: str) -> str:
+    """End a login session: 'revoked', 'already' (ended or unknown), or 'api' for an API
+    token, which logout leaves valid (``staff token revoke`` ends those)."""
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
     if row is None or row.revoked_at is not None:
-        return False
+        return "already"
+    if row.kind == "api":
+        return "api"
     row.revoked_at = utcnow()
     staff = session.get(Staff, row.staff_id)
     audit.record(session, actor=staff.username if staff else "?", action="staff.logout")
     session.commit()
-    return True
+    return "revoked"
 
 
 def create_api_token(
