@@ -86,7 +86,9 @@ def import_(
             "belongs to the patient or to a person with power of attorney (fuldmagt).",
         ),
     ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", hidden=True, min=1, max=50_000)] = 5000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", hidden=True, min=1, max=50_000)
+    ] = 20_000,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:

@@ -37,7 +37,7 @@ from patientportal_cli.services import catalog
 from patientportal_cli.services.importing import bulk, validate
 from patientportal_cli.services.importing.reader import ImportFile
 
-BATCH = 5000
+BATCH = 20_000
 SHOW_REJECTED = 10
 _FP_BITS = 30
 _FP_MASK = (1 << _FP_BITS) - 1
