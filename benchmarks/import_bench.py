@@ -21,7 +21,6 @@ Not a timed test: run it by hand on the machine you care about.
 
 from __future__ import annotations
 
-EXTRA: list[str] = __import__("os").environ.get("BENCH_EXTRA", "").split()
 import argparse
 import datetime
 import json
@@ -133,7 +132,7 @@ def one_run(backend: str, csv_path: Path, n: int, invites: bool, pg_base: str) -
                 [*pp, "login", "anna", "--password-stdin", "--print-token"], env, PASSWORD + "\n"
             ).strip()
             env["PATIENTPORTAL_TOKEN"] = token
-            cmd = [*pp, "patient", "import", str(csv_path), "--yes", "--no-send", "-o", "json", *EXTRA]
+            cmd = [*pp, "patient", "import", str(csv_path), "--yes", "--no-send", "-o", "json"]
             if not invites:
                 cmd.append("--no-invite")
             r = subprocess.run(
