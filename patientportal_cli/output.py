@@ -24,16 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from patientportal_cli.services.masking import mask_cpr
+
 FORMATS = ("table", "json", "csv")
 CPR_KEYS = frozenset({"cpr"})
 # free text that may hold a CPR among other words (audit targets and details)
 FREE_TEXT_KEYS = frozenset({"target", "details"})
 _CPR_IN_TEXT = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")
-
-
-def mask_cpr(cpr: str) -> str:
-    digits = cpr.replace("-", "")
-    return f"{digits[:6]}-****" if len(digits) == 10 else "******-****"
 
 
 def format_cpr(cpr: str) -> str:

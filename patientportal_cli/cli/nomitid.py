@@ -42,7 +42,7 @@ def set_(
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.errors import Refused
     from patientportal_cli.services import nomitid, patients
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
     if not confirm_email_owner and not prompts.interactive():
         raise nomitid.confirmation_missing()
@@ -53,11 +53,11 @@ def set_(
             facts = patients.summary(session, actor=actor, cpr=cpr)
             if facts["no_mitid"]:
                 output.message(
-                    f"{masked(facts['cpr'])} ({facts['name']}) already has the no-MitID flag "
+                    f"{mask_cpr(facts['cpr'])} ({facts['name']}) already has the no-MitID flag "
                     f"at clinic {facts['clinic_code']}; nothing changed."
                 )
                 return
-            output.message(f"Patient: {masked(facts['cpr'])} ({facts['name']})")
+            output.message(f"Patient: {mask_cpr(facts['cpr'])} ({facts['name']})")
             output.message(f"E-mail address on record: {facts['email']}")
             if (
                 facts["record_email"]
@@ -77,7 +77,7 @@ def set_(
         facts, changed = nomitid.set_flag(
             session, actor=actor, cpr=cpr, confirmed_email=confirmed_email
         )
-    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
     if not changed:
         output.message(
             f"{who} already has the no-MitID flag at clinic {facts['clinic_code']}; "
@@ -103,12 +103,12 @@ def clear(
     """Remove the flag: the patient must verify with MitID at the next login here (R7)."""
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import nomitid
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts, changed = nomitid.clear_flag(session, actor=actor, cpr=cpr)
-    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
     if not changed:
         output.message(
             f"{who} does not have the no-MitID flag at clinic {facts['clinic_code']}; "

@@ -81,9 +81,9 @@ def _confirm_owner(email: str) -> None:
 
 
 def _report_link(output: Output, result: LinkResult) -> None:
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
-    cpr = masked(result.cpr)
+    cpr = mask_cpr(result.cpr)
     would = "Dry run: would have " if result.dry_run else ""
     services = ", ".join(result.services) or "none"
     if result.user_created:
@@ -239,14 +239,14 @@ def unlink(
     from patientportal_cli import prompts
     from patientportal_cli.errors import Refused
     from patientportal_cli.services import patients
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         if not yes:
             facts = patients.summary(session, actor=actor, cpr=cpr)
             if not prompts.confirm(
-                f"Unlink {masked(facts['cpr'])} ({facts['name']}) from clinic "
+                f"Unlink {mask_cpr(facts['cpr'])} ({facts['name']}) from clinic "
                 f"{facts['clinic_code']}? The flag and services here go with the link; the "
                 "portal user stays.",
                 flag="--yes",
@@ -254,7 +254,7 @@ def unlink(
                 raise Refused("Not unlinked; nothing changed.")
         facts = patients.unlink(session, actor=actor, cpr=cpr)
     output.success(
-        f"Unlinked {masked(facts['cpr'])} ({facts['name']}) from clinic {facts['clinic_code']}; "
+        f"Unlinked {mask_cpr(facts['cpr'])} ({facts['name']}) from clinic {facts['clinic_code']}; "
         "the portal user stays."
     )
 
@@ -308,13 +308,13 @@ def invite(
     """
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import patients
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts = patients.invite(session, actor=actor, cpr=cpr)
     output.success(
-        f"New activation code e-mailed to {facts['email']} for {masked(facts['cpr'])} "
+        f"New activation code e-mailed to {facts['email']} for {mask_cpr(facts['cpr'])} "
         f"({facts['name']}); an older code no longer works."
     )
     send_queued(output)
@@ -327,12 +327,12 @@ def unlock(
 ) -> None:
     """Lift the two-factor lock after too many wrong passwords (and reset the count)."""
     from patientportal_cli.services import patients
-    from patientportal_cli.services.users import masked
+    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts, changed = patients.unlock(session, actor=actor, cpr=cpr)
-    who = f"{masked(facts['cpr'])} ({facts['name']})"
+    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
     if changed:
         output.success(f"Unlocked {who}: the failed-login count is reset.")
     else:

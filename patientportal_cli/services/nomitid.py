@@ -26,7 +26,8 @@ from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, MissingInput
 from patientportal_cli.services import audit, mailtexts, outbox
 from patientportal_cli.services.auth import Actor
-from patientportal_cli.services.users import current_clinic, lookup, masked, target
+from patientportal_cli.services.masking import mask_cpr
+from patientportal_cli.services.users import current_clinic, lookup, target
 
 CONFIRM_FLAG = "--confirm-email-owner"
 STATEMENT = (
@@ -104,7 +105,7 @@ def set_flag(
     if confirmed_email is not None and user.email.casefold() != confirmed_email.casefold():
         session.rollback()
         raise Conflict(
-            f"The e-mail of {masked(user.cpr)} changed while you confirmed it (now "
+            f"The e-mail of {mask_cpr(user.cpr)} changed while you confirmed it (now "
             f"{user.email}); nothing was changed, run the command again."
         )
     apply_flag(session, actor=actor, clinic=clinic, user=user, link=link)

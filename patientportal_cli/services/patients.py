@@ -47,11 +47,11 @@ from patientportal_cli.services import (
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import (
     CREATE_HINT,
     current_clinic,
     lookup,
-    masked,
     not_a_patient,
     target,
 )
@@ -100,7 +100,7 @@ def _refuse_unconfirmable(cpr: str, user: PortalUser, email: str) -> None:
     """--no-mitid for an existing user is confirmed for the address codes go to."""
     if not _same_email(user.email, email):
         raise Refused(
-            f"The portal user {masked(cpr)} has another e-mail ({user.email}) than the one "
+            f"The portal user {mask_cpr(cpr)} has another e-mail ({user.email}) than the one "
             f"given ({email}); security codes go to the user's e-mail, so the no-MitID flag "
             "cannot be confirmed for the address given. Nothing was changed: link the "
             "patient without --no-mitid, check the address with the patient, then run "
@@ -235,12 +235,12 @@ def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]
 
 def no_user(cpr: str) -> NotFound:
     return NotFound(
-        f"No portal user has the CPR number {masked(cpr)}: create the patient with `{CREATE_HINT}`."
+        f"No portal user has the CPR number {mask_cpr(cpr)}: create the patient with `{CREATE_HINT}`."
     )
 
 
 def already_linked(cpr: str, clinic: Clinic) -> Conflict:
-    return Conflict(f"{masked(cpr)} is already linked to clinic {clinic.code}.")
+    return Conflict(f"{mask_cpr(cpr)} is already linked to clinic {clinic.code}.")
 
 
 def _finish_link(
@@ -456,7 +456,7 @@ def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     user, _ = lookup(session, clinic=clinic, cpr=cpr)
     if user.password_hash:
         raise Refused(
-            f"{masked(user.cpr)} is already activated (has chosen a password); an activation "
+            f"{mask_cpr(user.cpr)} is already activated (has chosen a password); an activation "
             "code cannot replace a password the patient chose."
         )
     _send_activation(session, user=user, clinic=clinic)

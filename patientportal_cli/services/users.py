@@ -23,6 +23,7 @@ from patientportal_cli.db.models import Clinic, ClinicLink, LinkHistory, PortalU
 from patientportal_cli.errors import NotFound
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.masking import mask_cpr
 
 
 @dataclass
@@ -167,11 +168,6 @@ CREATE_HINT = "patientportal patient create CPR --name NAME --email EMAIL"
 LINK_HINT = "patientportal patient link CPR"
 
 
-def masked(cpr: str) -> str:
-    """A CPR number for messages: the birth date only."""
-    return f"{cpr[:6]}-****"
-
-
 def target(cpr: str) -> str:
     """The audit target of a patient (output masks it)."""
     return f"cpr:{cpr}"
@@ -189,11 +185,11 @@ def not_a_patient(cpr: str, clinic: Clinic, *, user_exists: bool) -> NotFound:
     """The isolation message: never names the clinics a user is linked to."""
     if user_exists:
         return NotFound(
-            f"{masked(cpr)} is not a patient at clinic {clinic.code}. A portal user with "
+            f"{mask_cpr(cpr)} is not a patient at clinic {clinic.code}. A portal user with "
             f"this CPR number exists; link it to the clinic with `{LINK_HINT}`."
         )
     return NotFound(
-        f"{masked(cpr)} is not a patient at clinic {clinic.code}, and no portal user has "
+        f"{mask_cpr(cpr)} is not a patient at clinic {clinic.code}, and no portal user has "
         f"this CPR number; create one with `{CREATE_HINT}`."
     )
 

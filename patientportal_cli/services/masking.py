@@ -1,0 +1,13 @@
+"""CPR masking for anything shown to a person: the birth date only (``010203-****``).
+
+Standard library only, so that output.py (imported by every rendering command) can use
+it without loading the CPR validation library; services use it in their messages.
+"""
+
+from __future__ import annotations
+
+
+def mask_cpr(cpr: str) -> str:
+    """``DDMMYY-****`` for a CPR number with or without its hyphen; ``******-****`` else."""
+    digits = cpr.replace("-", "")
+    return f"{digits[:6]}-****" if len(digits) == 10 else "******-****"
