@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sys
 import unicodedata
@@ -28,6 +29,8 @@ from patientportal_cli.services.masking import mask_cpr
 
 FORMATS = ("table", "json", "csv")
 CPR_KEYS = frozenset({"cpr"})
+# short values that read badly when wrapped in a table cell
+_NO_WRAP_KEYS = frozenset({"cpr", "id", "at", "created_at", "submitted_at", "linked_at"})
 # free text that may hold a CPR among other words (audit targets and details)
 FREE_TEXT_KEYS = frozenset({"target", "details"})
 _CPR_IN_TEXT = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")
@@ -174,8 +177,8 @@ class Output:
             header_style="bold",
             box=None if not header else _box(),
         )
-        for _, head in columns:
-            table.add_column(head, overflow="fold")
+        for key, head in columns:
+            table.add_column(head, overflow="fold", no_wrap=key in _NO_WRAP_KEYS)
         for row in rows:
             table.add_row(*(Text(literal(_cell(row.get(k)))) for k, _ in columns))
         _console(stderr=False).print(table)
@@ -235,7 +238,14 @@ def _box() -> Any:
 
 
 def _console(*, stderr: bool) -> Any:
+    """Rich console; a table piped to a file or another program is not squeezed into 80
+    columns (Rich's default off a terminal) but laid out 250 wide, unless COLUMNS says."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, markup=False, emoji=False, highlight=False, soft_wrap=stderr)
+    width = None
+    if not stream.isatty() and not os.environ.get("COLUMNS"):
+        width = 250
+    return Console(
+        file=stream, markup=False, emoji=False, highlight=False, soft_wrap=stderr, width=width
+    )
