@@ -27,7 +27,7 @@ from patientportal_cli.errors import Conflict, MissingInput
 from patientportal_cli.services import audit, mailtexts, outbox
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.masking import mask_cpr
-from patientportal_cli.services.users import current_clinic, lookup, target
+from patientportal_cli.services.users import current_clinic, link_facts, lookup, target
 
 CONFIRM_FLAG = "--confirm-email-owner"
 STATEMENT = (
@@ -77,17 +77,6 @@ def apply_flag(
     )
 
 
-def _facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> dict[str, Any]:
-    return {
-        "cpr": user.cpr,
-        "name": user.name,
-        "email": user.email,
-        "record_email": link.record_email,
-        "no_mitid": link.no_mitid,
-        "clinic_code": clinic.code,
-    }
-
-
 def set_flag(
     session: Session, *, actor: Actor, cpr: str, confirmed_email: str | None = None
 ) -> tuple[dict[str, Any], bool]:
@@ -98,7 +87,7 @@ def set_flag(
     address on record, which the flag's help text tells them they confirm."""
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
-    facts = _facts(user, link, clinic)
+    facts = link_facts(user, link, clinic)
     if link.no_mitid:
         session.rollback()
         return facts, False
@@ -118,7 +107,7 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, A
     """Remove the flag: MitID is required at the next login here (R7). (facts, changed)."""
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
-    facts = _facts(user, link, clinic)
+    facts = link_facts(user, link, clinic)
     if not link.no_mitid:
         session.rollback()
         return facts, False

@@ -51,6 +51,7 @@ from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import (
     CREATE_HINT,
     current_clinic,
+    link_facts,
     lookup,
     not_a_patient,
     target,
@@ -314,14 +315,7 @@ def summary(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     """A few facts for a confirmation prompt; ends the read transaction."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
-    facts = {
-        "cpr": user.cpr,
-        "name": user.name,
-        "email": user.email,
-        "record_email": link_row.record_email,
-        "no_mitid": link_row.no_mitid,
-        "clinic_code": clinic.code,
-    }
+    facts = link_facts(user, link_row, clinic)
     session.rollback()  # do not hold a write lock (SQLite) while a person answers
     return facts
 

@@ -14,6 +14,7 @@ can link it), never which clinics it is linked to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -205,3 +206,15 @@ def lookup(session: Session, *, clinic: Clinic, cpr: str) -> tuple[PortalUser, C
     if link is None:
         raise not_a_patient(number, clinic, user_exists=True)
     return user, link
+
+
+def link_facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> dict[str, Any]:
+    """What a confirmation or a result message about a patient here needs."""
+    return {
+        "cpr": user.cpr,
+        "name": user.name,
+        "email": user.email,
+        "record_email": link.record_email,
+        "no_mitid": link.no_mitid,
+        "clinic_code": clinic.code,
+    }
