@@ -317,6 +317,34 @@ def _chosen_services(clinic: Clinic, services: list[str] | str | None) -> list[s
     return chosen
 
 
+def _decide_one(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    request_id: int,
+    decision: str,
+    services: list[str] | None = None,
+    reason: str | None = None,
+) -> Decision:
+    """Decide one request of the clinic and commit; NotFound when it is not there,
+    AlreadyDecided when it is no longer pending."""
+    _find(session, clinic, request_id)
+    decided = _decide(
+        session,
+        actor=actor,
+        clinic=clinic,
+        request_id=request_id,
+        decision=decision,
+        services=services,
+        reason=reason,
+    )
+    if decided is None:
+        raise _already(session, clinic, request_id)
+    session.commit()
+    return decided
+
+
 def approve(
     session: Session,
     *,
@@ -328,8 +356,7 @@ def approve(
     actor.require_role("doctor", action="approve registration requests")
     clinic = _clinic(session, actor)
     chosen = _chosen_services(clinic, services)
-    _find(session, clinic, request_id)
-    decided = _decide(
+    return _decide_one(
         session,
         actor=actor,
         clinic=clinic,
@@ -337,10 +364,6 @@ def approve(
         decision="approve",
         services=chosen,
     )
-    if decided is None:
-        raise _already(session, clinic, request_id)
-    session.commit()
-    return decided
 
 
 def reject(
@@ -350,8 +373,7 @@ def reject(
     actor.require_role("doctor", action="reject registration requests")
     clinic = _clinic(session, actor)
     reason = clean_reason(reason)
-    _find(session, clinic, request_id)
-    decided = _decide(
+    return _decide_one(
         session,
         actor=actor,
         clinic=clinic,
@@ -359,10 +381,6 @@ def reject(
         decision="reject",
         reason=reason,
     )
-    if decided is None:
-        raise _already(session, clinic, request_id)
-    session.commit()
-    return decided
 
 
 def settle_pending(session: Session, *, actor: Actor, decision: str, reason: str | None) -> int:
