@@ -106,6 +106,14 @@ def _fail(session: Session, error: Exception) -> Exception:
     return error
 
 
+def _refused(
+    session: Session, message: str, /, *, clinic: Clinic, cpr: str, action: str, **details: Any
+) -> Exception:
+    """Audit a refused or failed attempt, commit, and hand back Refused(message) to raise."""
+    _record(session, clinic=clinic, cpr=cpr, action=action, **details)
+    return _fail(session, Refused(message))
+
+
 def _locked(user: PortalUser, now: datetime) -> bool:
     return access.locked_until(user, now=now) is not None
 
@@ -206,8 +214,9 @@ def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBr
     clinic = find_clinic(session, clinic_code)
     result = broker.verify(number)
     if not result.verified or result.cpr != number:
-        _record(
+        raise _refused(
             session,
+            "MitID did not confirm your identity: login failed.",
             clinic=clinic,
             cpr=number,
             action="portal.login_failed",
@@ -215,12 +224,12 @@ def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBr
             reason="mitid_not_verified",
             broker=broker.name,
         )
-        raise _fail(session, Refused("MitID did not confirm your identity: login failed."))
     user = _user_for_update(session, number)
     link = None if user is None else _link(session, clinic, user)
     if user is None or link is None:
-        _record(
+        raise _refused(
             session,
+            NOT_LINKED.format(clinic=clinic.code),
             clinic=clinic,
             cpr=number,
             action="portal.login_refused",
@@ -228,7 +237,6 @@ def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBr
             reason="not_linked",
             broker=broker.name,
         )
-        raise _fail(session, Refused(NOT_LINKED.format(clinic=clinic.code)))
     user.mitid_verified_at = utcnow()
     session.add(user)
     _record(
@@ -254,8 +262,9 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     user = _user_for_update(session, number)
 
     def failed(reason: str, **details: Any) -> Exception:
-        _record(
+        return _refused(
             session,
+            LOGIN_FAILED,
             clinic=clinic,
             cpr=number,
             action="portal.login_failed",
@@ -263,21 +272,20 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             reason=reason,
             **details,
         )
-        return _fail(session, Refused(LOGIN_FAILED))
 
     if user is None:
         passwords.dummy_verify(password)
         raise failed("unknown_user")
     if _locked(user, now):
-        _record(
+        raise _refused(
             session,
+            _locked_message(user),
             clinic=clinic,
             cpr=number,
             action="portal.login_locked",
             method="two-factor",
             locked_until=user.locked_until,
         )
-        raise _fail(session, Refused(_locked_message(user)))
     if not user.password_hash:
         passwords.dummy_verify(password)
         raise failed("not_activated")
@@ -287,21 +295,16 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
             user.failed_logins = 0
             session.add(user)
-            _record(
+            raise _refused(
                 session,
+                f"{LOGIN_FAILED} After {MAX_FAILED_LOGINS} wrong passwords, two-factor "
+                f"login is locked for {LOCK_MINUTES} minutes.",
                 clinic=clinic,
                 cpr=number,
                 action="portal.login_failed",
                 method="two-factor",
                 reason="wrong_password",
                 locked_until=user.locked_until,
-            )
-            raise _fail(
-                session,
-                Refused(
-                    f"{LOGIN_FAILED} After {MAX_FAILED_LOGINS} wrong passwords, two-factor "
-                    f"login is locked for {LOCK_MINUTES} minutes."
-                ),
             )
         session.add(user)
         raise failed("wrong_password", failed_logins=user.failed_logins)
@@ -310,20 +313,21 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
 
     link = _link(session, clinic, user)
     if link is None:
-        _record(
+        raise _refused(
             session,
+            NOT_LINKED.format(clinic=clinic.code),
             clinic=clinic,
             cpr=number,
             action="portal.login_refused",
             method="two-factor",
             reason="not_linked",
         )
-        raise _fail(session, Refused(NOT_LINKED.format(clinic=clinic.code)))
     assert clinic.id is not None and user.id is not None
     allowed, reason = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
     if not allowed:
-        _record(
+        raise _refused(
             session,
+            MITID_REQUIRED,
             clinic=clinic,
             cpr=number,
             action="portal.login_refused",
@@ -331,7 +335,6 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             reason="mitid_required",
             why=reason,
         )
-        raise _fail(session, Refused(MITID_REQUIRED))
 
     code = codes.issue(session, user_id=user.id, purpose=codes.LOGIN, clinic_id=clinic.id)
     subject, body = mailtexts.security_code(
@@ -372,8 +375,9 @@ def verify_code(session: Session, *, cpr: str, clinic_code: str, code: str) -> P
     link = None if user is None else _link(session, clinic, user)
 
     def refused(message: str, action: str = "portal.login_failed", **details: Any) -> Exception:
-        _record(
+        return _refused(
             session,
+            message,
             clinic=clinic,
             cpr=number,
             action=action,
@@ -381,7 +385,6 @@ def verify_code(session: Session, *, cpr: str, clinic_code: str, code: str) -> P
             step="security_code",
             **details,
         )
-        return _fail(session, Refused(message))
 
     if user is None or link is None:
         raise refused(NO_CODE, reason="no_code")
