@@ -147,6 +147,11 @@ class Output:
             pairs = [{"field": k.replace("_", " "), "value": _cell(v)} for k, v in prepared.items()]
             self._table(pairs, [("field", "Field"), ("value", "Value")], title, header=False)
 
+    def json_lines(self, rows: Sequence[dict[str, Any]]) -> str:
+        """Records as JSON Lines text (exports), prepared together: one reveal, one audit."""
+        prepared = self._prepare(rows, for_json=True)
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prepared)
+
     def _json(self, data: Any) -> None:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
         sys.stdout.flush()

@@ -109,22 +109,16 @@ def export(
     clinic_code: ClinicOpt = None,
 ) -> None:
     """The current clinic's events as JSON Lines, oldest first."""
-    import json
-
     from patientportal_cli.services import audit
 
     output = out("json")
     with staff_session(output, clinic=clinic_code) as (session, actor):
         _, code = actor.require_clinic()
         events = list(reversed(audit.events(session, clinic=code)))
-        lines = [
-            json.dumps(output._prepare([event_row(e)], for_json=True)[0], ensure_ascii=False)
-            for e in events
-        ]
-    text = "".join(line + "\n" for line in lines)
+        text = output.json_lines([event_row(e) for e in events])
     if output_file:
         output_file.write_text(text, encoding="utf-8")
-        out().success(f"Wrote {len(lines)} events to {output_file}.")
+        out().success(f"Wrote {len(events)} events to {output_file}.")
     else:
         import sys
 
