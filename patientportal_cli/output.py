@@ -6,6 +6,11 @@ clinic names, reasons) is never interpreted: Rich markup (``[bold]``), emoji cod
 with control characters written as visible escapes in tables, CSV and messages. JSON
 keeps exact values (its own escaping makes them safe). NO_COLOR is honoured by Rich.
 
+CSV is spreadsheet-safe (OWASP's "CSV injection" guidance): a text cell that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in front, so Excel or
+LibreOffice shows it as text instead of running it as a formula (``spreadsheet_safe``;
+the import's ``--report`` uses it too). Numbers are left as they are; JSON is unchanged.
+
 CPR numbers are masked (``010203-****``) in every format unless ``--show-cpr`` was
 given; a reveal is reported to ``on_reveal`` (the caller writes the audit event) before
 anything is printed.
@@ -34,6 +39,8 @@ _NO_WRAP_KEYS = frozenset({"cpr", "id", "at", "created_at", "submitted_at", "lin
 # free text that may hold a CPR among other words (audit targets and details)
 FREE_TEXT_KEYS = frozenset({"target", "details"})
 _CPR_IN_TEXT = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")
+# what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def format_cpr(cpr: str) -> str:
@@ -52,6 +59,20 @@ def literal(text: str) -> str:
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
     return "".join(out)
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula: ``'`` before a cell that
+    begins with ``=``, ``+``, ``-``, ``@``, tab or carriage return; other text unchanged."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_cell(value: Any) -> str:
+    """One cell of a CSV listing: literal text, spreadsheet-safe; numbers as they are
+    (a negative count stays a number)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return spreadsheet_safe(literal(_cell(value)))
 
 
 def format_time(value: datetime | None, *, for_json: bool = False) -> str | None:
@@ -161,7 +182,7 @@ class Output:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(keys)
         for row in rows:
-            writer.writerow([literal(_cell(row.get(k))) for k in keys])
+            writer.writerow([csv_cell(row.get(k)) for k in keys])
         sys.stdout.write(buf.getvalue())
         sys.stdout.flush()
 

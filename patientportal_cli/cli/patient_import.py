@@ -278,6 +278,7 @@ def _write_report(path: Path, plan: Plan) -> int:
     import csv
 
     from patientportal_cli.errors import InvalidInput
+    from patientportal_cli.output import spreadsheet_safe
 
     delimiter = plan.source.delimiter if plan.source.format == "csv" else ","
     count = 0
@@ -286,7 +287,13 @@ def _write_report(path: Path, plan: Plan) -> int:
             writer = csv.writer(handle, delimiter=delimiter, lineterminator="\r\n")
             writer.writerow(["line", "row", "reason"])
             for rejection in plan.rejections(with_text=True):
-                writer.writerow([rejection.line, rejection.text, rejection.reason])
+                writer.writerow(
+                    [
+                        rejection.line,
+                        spreadsheet_safe(rejection.text or ""),
+                        spreadsheet_safe(rejection.reason),
+                    ]
+                )
                 count += 1
     except OSError as exc:
         raise InvalidInput(f"Cannot write the report {path}: {exc.strerror or exc}.") from None
