@@ -77,11 +77,12 @@ class Config:
         return existed
 
     def save(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Write config.toml (0600, in a 0700 home when this creates it) atomically."""
+        from patientportal_cli import files
+
+        files.private_dir(self.home)
         lines = [f"{toml_string(k)} = {toml_string(v)}\n" for k, v in sorted(self.values.items())]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        tmp.replace(self.path)
+        files.write_private(self.path, "".join(lines), atomic=True)
 
 
 def toml_string(text: str) -> str:
@@ -117,12 +118,12 @@ def check_value(key: str, value: str) -> str:
     if not value:
         raise InvalidInput(f"Empty value for {key}: use `patientportal config unset {key}`.")
     if key == "db-url":
-        from patientportal_cli.db.engine import parse_url
+        from patientportal_cli.db.engine import parse_url, url_secrets
 
-        if parse_url(value).password:
+        if url_secrets(parse_url(value)):
             raise InvalidInput(
                 "The database URL holds a password, which config.toml must not keep: set the "
-                "URL without it and run `patientportal config set db-password`."
+                "URL without it and run `patientportal config set db-password` (OS keyring)."
             )
     elif key == "clinic":
         from patientportal_cli.services.catalog import check_clinic_code

@@ -51,6 +51,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     db_url: Annotated[
         str | None,
         typer.Option("--db", envvar="PATIENTPORTAL_DB_URL", help="Database URL.", show_envvar=True),
@@ -80,6 +81,24 @@ def root(
     STATE.clinic = clinic_code or None
     STATE.home = home.expanduser().resolve() if home else None
     STATE.show_cpr = show_cpr
+    private_files(ctx)
+
+
+def private_files(ctx: typer.Context) -> None:
+    """Every command runs under umask 077 (restored when it ends), warns once when the
+    home directory is open to other users, and removes spools left by killed runs."""
+    import os
+
+    from patientportal_cli import files
+    from patientportal_cli.cli.common import home
+
+    previous = os.umask(files.UMASK)
+    ctx.call_on_close(lambda: os.umask(previous))
+    here = home()
+    warning = files.home_warning(here)
+    if warning:
+        typer.echo(warning, err=True)
+    files.sweep_spools(here)
 
 
 session.register(app)

@@ -117,7 +117,9 @@ def export(
         events = list(reversed(audit.events(session, clinic=code)))
         text = output.json_lines([event_row(e) for e in events])
     if output_file:
-        output_file.write_text(text, encoding="utf-8")
+        from patientportal_cli import files
+
+        files.write_private(output_file, text)  # 0600: the audit trail names patients
         out().success(f"Wrote {len(events)} events to {output_file}.")
     else:
         import sys

@@ -76,6 +76,8 @@ def debug() -> bool:
 
 def _external_error(exc: Exception) -> DomainError | None:
     """Errors from libraries that are the user's situation, not our bug."""
+    if isinstance(exc, OSError) and exc.filename is not None:  # read-only home, full disk
+        return DomainError(f"Cannot use {exc.filename}: {exc.strerror or exc}.")
     if "sqlalchemy" in sys.modules:
         from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -95,6 +97,16 @@ def _external_error(exc: Exception) -> DomainError | None:
         busy = ("database is locked", "deadlock detected", "could not serialize")
         if isinstance(exc, OperationalError) and any(b in str(exc).lower() for b in busy):
             return DomainError("The database is busy with other changes: try again.")
+        storage = ("database or disk is full", "readonly database", "disk i/o error")
+        if isinstance(exc, OperationalError) and any(b in str(exc).lower() for b in storage):
+            from patientportal_cli.db.engine import describe
+
+            try:
+                where = describe(db_url()[0])
+            except DomainError:
+                where = "the database"
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            return DomainError(f"Cannot write to {where}: {reason}.")
     return None
 
 

@@ -77,8 +77,12 @@ def demo(
         )
     output = out()
     _reset(home)
-    home.mkdir(parents=True, exist_ok=True)
-    marker.write_text("This directory holds a patientportal demo; `demo` may rebuild it.\n")
+    from patientportal_cli import files
+
+    files.private_dir(home)
+    files.write_private(
+        marker, "This directory holds a patientportal demo; `demo` may rebuild it.\n"
+    )
     from patientportal_cli.db.engine import default_url
 
     STATE.home = home
@@ -185,7 +189,15 @@ def _import(session: Session, actor: Actor) -> int:
         invite=True,
         source=sample_csv().name,
     )
-    with plan.make_plan(session, source=open_import(str(sample_csv())), ctx=ctx) as checked:
+    from patientportal_cli import files
+    from patientportal_cli.cli.common import home
+
+    with (
+        files.spool(home()) as spool_dir,
+        plan.make_plan(
+            session, source=open_import(str(sample_csv())), ctx=ctx, spool_dir=spool_dir
+        ) as checked,
+    ):
         done = apply.apply_plan(session, checked)
     return done.created + done.linked
 

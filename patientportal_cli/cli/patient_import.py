@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from patientportal_cli import files
 from patientportal_cli.cli.common import (
     ClinicOpt,
     DryRunOpt,
@@ -17,6 +18,7 @@ from patientportal_cli.cli.common import (
     OutputOpt,
     YesOpt,
     command,
+    home,
     out,
     staff_session,
 )
@@ -109,11 +111,19 @@ def import_(
 
     output = out(fmt)
     say = output.message
-    source = open_import(file, format=file_format, encoding=encoding, delimiter=delimiter)
+    spool = ExitStack()  # HOME/spool/RUN: the spool of both phases, removed at the end
+    spool_dir = spool.enter_context(files.spool(home()))
+    try:
+        source = open_import(
+            file, format=file_format, encoding=encoding, delimiter=delimiter, spool_dir=spool_dir
+        )
+    except BaseException:
+        spool.close()
+        raise
     for notice in source.notices:
         output.message("Note: " + notice)
     applied: Applied | None = None
-    with source, staff_session(output, clinic=clinic_code) as (session, actor):
+    with spool, source, staff_session(output, clinic=clinic_code) as (session, actor):
         clinic_id, _ = actor.require_clinic()
         ctx = plan_mod.context(
             session,
@@ -125,7 +135,12 @@ def import_(
         )
         with _progress("Checking rows", None) as advance:
             plan = plan_mod.make_plan(
-                session, source=source, ctx=ctx, batch_size=batch_size, on_progress=advance
+                session,
+                source=source,
+                ctx=ctx,
+                batch_size=batch_size,
+                on_progress=advance,
+                spool_dir=spool_dir,
             )
         with plan:
             counts = plan.counts
@@ -283,7 +298,7 @@ def _write_report(path: Path, plan: Plan) -> int:
     delimiter = plan.source.delimiter if plan.source.format == "csv" else ","
     count = 0
     try:
-        with open(path, "w", encoding="utf-8-sig", newline="") as handle:
+        with files.open_private(path, "w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle, delimiter=delimiter, lineterminator="\r\n")
             writer.writerow(["line", "row", "reason"])
             for rejection in plan.rejections(with_text=True):
@@ -296,7 +311,14 @@ def _write_report(path: Path, plan: Plan) -> int:
                 )
                 count += 1
     except OSError as exc:
-        raise InvalidInput(f"Cannot write the report {path}: {exc.strerror or exc}.") from None
+        import errno
+
+        from patientportal_cli.errors import DomainError
+
+        text = f"Cannot write the report {path}: {exc.strerror or exc}."
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+            raise DomainError(text) from None  # the disk, not the --report given: exit 1
+        raise InvalidInput(text) from None
     return count
 
 

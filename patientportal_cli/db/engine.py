@@ -56,12 +56,59 @@ def describe(url: str | URL) -> str:
     )
 
 
+# Query parameters that carry a secret (libpq reads password= like the user info's).
+SECRET_PARAMS = ("password", "sslpassword")
+
+
+def url_secrets(url: URL) -> list[str]:
+    """The secrets written into a URL: its password and any password= query value."""
+    found = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in SECRET_PARAMS:
+            values = value if isinstance(value, tuple) else (value,)
+            found.extend(v for v in values if v)
+    return found
+
+
+def _without_secrets(url: URL) -> URL:
+    query = {
+        key: ("***" if key.lower() in SECRET_PARAMS else value) for key, value in url.query.items()
+    }
+    return url.set(query=query)
+
+
 def safe_url(url: str) -> str:
-    """The URL as text with any password replaced by ***."""
+    """The URL as text with any password (user info or query) replaced by ***."""
     try:
-        return parse_url(url).render_as_string(hide_password=True)
+        return _without_secrets(parse_url(url)).render_as_string(hide_password=True)
     except InvalidInput:
         return "(invalid URL)"
+
+
+def hide_secrets(text: str, url: str) -> str:
+    """``text`` with every secret of ``url`` replaced by ***."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return text
+    for secret in sorted(url_secrets(parsed), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database file, and its -wal/-shm/-journal, 0600 before the first connect:
+    created empty (a valid SQLite database) when missing, tightened when it exists.
+    SQLite gives the -wal and -shm it creates the database file's mode."""
+    from patientportal_cli import files
+
+    files.private_dir(path.parent)
+    try:
+        files.open_private(path, "ab").close()
+    except OSError as exc:
+        raise files.named(exc, path) from None
+    for suffix in ("-wal", "-shm", "-journal"):
+        files.make_private(path.with_name(path.name + suffix))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -93,8 +140,8 @@ def get_engine(url: str, home: Path) -> Engine:
         return _engines[url]
     parsed = _with_keyring_password(parse_url(url), home)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and "mode" not in parsed.query:
+            _private_sqlite_file(Path(parsed.database))
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -122,12 +169,7 @@ def ping(engine: Engine, url: str) -> None:
 def connection_error(exc: DBAPIError, url: str) -> DatabaseUnavailable:
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
-    try:
-        secret = make_url(url).password
-    except ArgumentError:
-        secret = None
-    if secret:
-        first = first.replace(str(secret), "***")
+    first = hide_secrets(first, url)
     if "password" in first.lower():
         first += " (set it with `patientportal config set db-password`)"
     return DatabaseUnavailable(f"Cannot connect to {describe(url)}: {first}")

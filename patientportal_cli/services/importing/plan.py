@@ -2,7 +2,7 @@
 
 Memory stays bounded whatever the file's size:
 
-- Pass A streams the file once. A valid row is written, in batches, to a temporary
+- Pass A streams the file once. A valid row is written, in batches, to a private (0600)
   spool file (pickled tuples) that pass B and phase two read back; an invalid row goes
   to a temporary rejection file. Each valid row also leaves 8 bytes in an array: its CPR
   and a 30-bit fingerprint of its data, from which the same CPR appearing twice is found
@@ -11,6 +11,10 @@ Memory stays bounded whatever the file's size:
 - Pass B reads the spool in batches and classifies each batch with one query (users by
   CPR with their link to this clinic): create, link an existing user, set the no-MitID
   flag on an existing link, already there (nothing to do), or rejected.
+
+The spool files live in a directory of their own inside ``spool_dir`` (the CLI passes
+its per-run directory under HOME/spool; only library use without one falls back to the
+system's temporary directory), removed when the plan is closed.
 
 Nothing is written to the database in phase one. Its counts are the plan; phase two
 (``apply.py``) classifies each batch again inside the batch's transaction, so whatever
@@ -31,6 +35,7 @@ from typing import IO, Any, Final
 
 from sqlmodel import Session
 
+from patientportal_cli import files
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services import catalog
@@ -128,14 +133,21 @@ Progress = Callable[[int], None]
 class Plan:
     """The checked file: counts, rejections, and the spool of valid rows."""
 
-    def __init__(self, source: ImportFile, ctx: Context, batch_size: int = BATCH) -> None:
+    def __init__(
+        self,
+        source: ImportFile,
+        ctx: Context,
+        batch_size: int = BATCH,
+        *,
+        spool_dir: Path | None = None,
+    ) -> None:
         self.source = source
         self.ctx = ctx
         self.batch_size = batch_size
         self.counts = Counts()
         self.conflicts: dict[str, int] = {}  # CPR -> rows with it (different data)
         self.repeated: set[str] = set()  # CPRs that appear more than once with the same data
-        self._dir = Path(tempfile.mkdtemp(prefix="patientportal-import-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="patientportal-import-", dir=spool_dir))
         self.spool = self._dir / "rows.pickle"
         self._rejects = [self._dir / "rejected-a.pickle", self._dir / "rejected-b.pickle"]
         self.late_rejections: list[Rejection] = []  # found in phase two
@@ -218,7 +230,7 @@ class _Sink:
     """Batched pickles into a file."""
 
     def __init__(self, path: Path, size: int) -> None:
-        self.handle: IO[bytes] = open(path, "wb")  # noqa: SIM115
+        self.handle: IO[bytes] = files.open_private(path, "wb", follow=False, exclusive=True)
         self.size = size
         self.items: list[Any] = []
 
@@ -268,9 +280,11 @@ def make_plan(
     ctx: Context,
     batch_size: int = BATCH,
     on_progress: Progress | None = None,
+    spool_dir: Path | None = None,
 ) -> Plan:
-    """Phase one. The caller closes the plan (it owns ``source`` from here on)."""
-    plan = Plan(source, ctx, batch_size)
+    """Phase one. The caller closes the plan (it owns ``source`` from here on).
+    ``spool_dir``: where the spool files go (the CLI's HOME/spool run directory)."""
+    plan = Plan(source, ctx, batch_size, spool_dir=spool_dir)
     try:
         _pass_a(plan, on_progress)
         _pass_b(session, plan, on_progress)

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import operator
+import os
 import shutil
 import sys
 import tempfile
@@ -241,11 +242,12 @@ def _check_columns(headers: list[str], name: str) -> list[str]:
     return columns
 
 
-def _spool_stdin(stream: IO[bytes]) -> Path:
-    handle = tempfile.NamedTemporaryFile(prefix="patientportal-import-", delete=False)  # noqa: SIM115
-    with handle:
+def _spool_stdin(stream: IO[bytes], spool_dir: Path | None) -> Path:
+    """Standard input copied to a private (0600) file in ``spool_dir``."""
+    fd, name = tempfile.mkstemp(prefix="patientportal-import-", dir=spool_dir)
+    with os.fdopen(fd, "wb") as handle:
         shutil.copyfileobj(stream, handle, _CHUNK)
-    return Path(handle.name)
+    return Path(name)
 
 
 def _is_utf8(path: Path) -> bool:
@@ -314,19 +316,21 @@ def open_import(
     encoding: str | None = None,
     delimiter: str | None = None,
     stdin: IO[bytes] | None = None,
+    spool_dir: Path | None = None,
 ) -> ImportFile:
     """Open ``source`` (a path, or ``-`` for standard input) and check its header.
 
     Raises InvalidInput (exit 2) when the file is missing, empty, undecodable, or its
-    columns are wrong. Standard input is first copied to a temporary file (removed by
-    ``close``), so both import phases can read it.
+    columns are wrong. Standard input is first copied to a private file in ``spool_dir``
+    (the CLI's HOME/spool run directory; removed by ``close``), so both import phases
+    can read it.
     """
     fmt = (format or guess_format(source)).lower()
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown format {format!r}: use csv or jsonl.")
     temp: Path | None = None
     if source == "-":
-        temp = _spool_stdin(stdin if stdin is not None else sys.stdin.buffer)
+        temp = _spool_stdin(stdin if stdin is not None else sys.stdin.buffer, spool_dir)
         path, name = temp, "standard input"
     else:
         path, name = Path(source), source
