@@ -80,9 +80,10 @@ def _without_secrets(url: URL) -> URL:
 def safe_url(url: str) -> str:
     """The URL as text with any password (user info or query) replaced by ***."""
     try:
-        return _without_secrets(parse_url(url)).render_as_string(hide_password=True)
+        text = _without_secrets(parse_url(url)).render_as_string(hide_password=True)
     except InvalidInput:
         return "(invalid URL)"
+    return text.replace("=%2A%2A%2A", "=***")  # the query's *** as the user info's
 
 
 def hide_secrets(text: str, url: str) -> str:
