@@ -111,6 +111,8 @@ def import_(
 
     output = out(fmt)
     say = output.message
+    if report is not None:
+        check_report_path(report, file)  # before anything is read or written
     spool = ExitStack()  # HOME/spool/RUN: the spool of both phases, removed at the end
     spool_dir = spool.enter_context(files.spool(home()))
     try:
@@ -287,6 +289,36 @@ def _summary(
         "rejected_rows": [{"line": r.line, "reason": r.reason} for r in plan.first_rejections()],
         "report": str(report) if report else None,
     }
+
+
+def check_report_path(report: Path, source: str) -> None:
+    """Refuse (exit 2) a ``--report`` that is the input file or cannot be written, before
+    phase one: the report is written at the end, after the changes were made."""
+    import os
+
+    from patientportal_cli.errors import InvalidInput
+
+    if source != "-":
+        try:
+            same = report.exists() and os.path.samefile(report, source)
+        except OSError:
+            same = False
+        if same:
+            raise InvalidInput(
+                f"--report {report} is the file being imported; the report would overwrite "
+                "it. Give the report another name."
+            )
+    if report.is_dir():
+        raise InvalidInput(
+            f"--report {report} is a folder; give a file name, e.g. {report / 'afviste.csv'}."
+        )
+    folder = report.parent
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidInput(f"Cannot write the report {report}: {folder} {problem}.")
+    if not os.access(report if report.exists() else folder, os.W_OK):
+        where = report if report.exists() else f"the folder {folder}"
+        raise InvalidInput(f"Cannot write the report {report}: no permission to write {where}.")
 
 
 def _write_report(path: Path, plan: Plan) -> int:

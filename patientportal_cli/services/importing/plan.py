@@ -40,10 +40,11 @@ from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services import catalog
 from patientportal_cli.services.importing import bulk, validate
-from patientportal_cli.services.importing.reader import ImportFile
+from patientportal_cli.services.importing.reader import ImportFile, RawRow
 
 BATCH = 20_000
 SHOW_REJECTED = 10
+KEEP_TEXT = 4096  # a longer rejected row is not kept; the report reads it again
 _FP_BITS = 30
 _FP_MASK = (1 << _FP_BITS) - 1
 
@@ -184,17 +185,26 @@ class Plan:
         """Every rejected row, in line order (``with_text``: with the row's text)."""
         if not with_text:
             return self._merged()
-        missing = {r.line for r in self._merged() if r.text is None}
-        texts: dict[int, str] = {}
-        if missing:
-            delimiter = self.source.delimiter
-            for raw in self.source.rows():
-                if raw.line in missing:
-                    texts[raw.line] = raw.text(delimiter)
-        return (
-            r if r.text is not None else Rejection(r.line, texts.get(r.line, ""), r.reason)
-            for r in self._merged()
-        )
+        return self._with_text()
+
+    def _with_text(self) -> Iterator[Rejection]:
+        """The rejections with their texts; one not kept is read from the file again, in
+        step with the rejections (both in line order), so one row at a time is held."""
+        delimiter = self.source.delimiter
+        rows: Iterator[RawRow] | None = None
+        current: RawRow | None = None
+        for rejection in self._merged():
+            if rejection.text is None:
+                if rows is None:
+                    rows = self.source.rows()
+                    current = next(rows, None)
+                while current is not None and current.line < rejection.line:
+                    current = next(rows, None)
+                text = ""
+                if current is not None and current.line == rejection.line:
+                    text = current.text(delimiter)
+                rejection = Rejection(rejection.line, text, rejection.reason)
+            yield rejection
 
     def _merged(self) -> Iterator[Rejection]:
         streams: list[Iterator[Rejection]] = [_flatten(_load_all(p)) for p in self._rejects]
@@ -337,7 +347,8 @@ def _pass_a(plan: Plan, on_progress: Progress | None) -> None:
             else:
                 reason = raw.error
             counts.rejected += 1
-            rejects.add(Rejection(raw.line, raw.text(delimiter), reason))
+            text = raw.text(delimiter)  # a long one is read again for the report
+            rejects.add(Rejection(raw.line, text if len(text) <= KEEP_TEXT else None, reason))
     finally:
         counts.rows = rows
         spool.close()

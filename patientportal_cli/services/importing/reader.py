@@ -16,7 +16,14 @@ missing required column is one ``InvalidInput`` (exit 2) before any row is read.
 Rows come out as ``RawRow(line, values, cells, error)``: ``line`` is the file's line
 number where the row starts, ``values`` maps the canonical column names to the cells,
 ``text()`` gives the row as it stood in the file (for the rejection report) and ``error``
-is set when the row cannot be read at all (wrong number of fields, invalid JSON).
+is set when the row cannot be read at all (wrong number of fields, invalid JSON, JSON
+nested too deeply or with a number of more digits than Python converts).
+
+Limits: a row (a JSON line, or a CSV row with the lines a quoted cell spans) of more than
+``MAX_ROW`` characters (1 MiB) is one ``InvalidInput``: no patient row is that long, and
+reading on would hold an unbounded line in memory. A file that is not UTF-8 but holds
+UTF-8 characters (``Søren`` saved as UTF-8 next to cp1252 lines) mixes two encodings and
+is refused (read as cp1252 it would import ``SÃ¸ren``), naming ``--encoding``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import io
 import json
 import operator
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -59,6 +67,19 @@ ACCEPTED = (
 DELIMITERS = {";": "semicolon", ",": "comma", "\t": "tab"}
 FORMATS = ("csv", "jsonl")
 _CHUNK = 1 << 20
+MAX_ROW = 1 << 20  # characters in one row (CSV: with every line a quoted cell spans)
+# csv's own limit per cell (128 KiB by default) would refuse a long cell before the row
+# limit does; let the row limit be the one limit
+csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW))
+# a UTF-8 multi-byte sequence (lead byte and its continuation bytes)
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+# bytes -> 1 for a possible lead byte, 2 for a continuation byte, 0 otherwise: finding
+# b"\x01\x02" in the translated chunk is a fast first look for a multi-byte sequence
+_LEAD_CONT = bytes(1 if 0xC2 <= b <= 0xF4 else 2 if 0x80 <= b <= 0xBF else 0 for b in range(256))
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -122,14 +143,18 @@ class ImportFile:
             *(self.columns.index(f) if f in self.columns else width for f in FIELDS)
         )
         pad = len(set(self.columns)) < len(FIELDS)
+        used = [0]  # characters read for the row being read (_bounded_lines)
+        end = 0
         with self._open_text() as handle:
-            reader = csv.reader(handle, delimiter=self.delimiter)
+            reader = csv.reader(_bounded_lines(handle, used), delimiter=self.delimiter)
             try:
                 for cells in reader:  # the header, checked by open_import
+                    used[0] = 0
+                    end = reader.line_num
                     if any(c.strip() for c in cells):
                         break
-                end = reader.line_num
                 for cells in reader:
+                    used[0] = 0
                     start, end = end + 1, reader.line_num
                     if len(cells) != width:
                         if not any(c.strip() for c in cells):
@@ -160,12 +185,19 @@ class ImportFile:
                 raise InvalidInput(
                     f"{self.name} line {reader.line_num}: unreadable CSV ({exc})."
                 ) from None
+            except _RowTooLong:
+                raise InvalidInput(_too_long(self.name, end + 1, is_csv=True)) from None
 
     # --- JSON Lines -----------------------------------------------------------------
     def _jsonl_rows(self) -> Iterator[RawRow]:
         with self._open_text() as handle:
+            readline = handle.readline
+            number = 0
             try:
-                for number, line in enumerate(handle, start=1):
+                while line := readline(MAX_ROW + 1):
+                    number += 1
+                    if len(line) > MAX_ROW:
+                        raise InvalidInput(_too_long(self.name, number, is_csv=False))
                     text = line.rstrip("\r\n")
                     if not text.strip():
                         continue
@@ -187,6 +219,31 @@ class ImportFile:
                 raise InvalidInput(
                     f"{self.name} cannot be read as {self.encoding}: {exc.reason}; pass --encoding."
                 ) from None
+
+
+class _RowTooLong(Exception):
+    pass
+
+
+def _bounded_lines(handle: IO[str], used: list[int]) -> Iterator[str]:
+    """The lines of ``handle`` for csv.reader, raising _RowTooLong once the row being
+    read (``used[0]`` characters, reset by the reader's caller at each row) passes
+    MAX_ROW: no line is read beyond that, however long it is."""
+    readline = handle.readline
+    while line := readline(MAX_ROW + 1):
+        used[0] += len(line)
+        if used[0] > MAX_ROW:
+            raise _RowTooLong
+        yield line
+
+
+def _too_long(name: str, line: int, *, is_csv: bool) -> str:
+    what = "the row starting at line" if is_csv else "line"
+    hint = " (is a closing quote missing?)" if is_csv else ""
+    return (
+        f"{name}: {what} {line} is longer than {MAX_ROW:,} characters (1 MiB), the limit "
+        f"for one row{hint}; this is not a patient list as exported. Nothing was imported."
+    )
 
 
 def canonical(header: str) -> str | None:
@@ -211,8 +268,14 @@ def _map_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
     try:
         value = json.loads(text)
-    except ValueError as exc:
-        return {}, f"Invalid JSON: {exc.msg} (column {exc.pos + 1})."  # type: ignore[attr-defined]
+    except json.JSONDecodeError as exc:
+        return {}, f"Invalid JSON: {exc.msg} (column {exc.pos + 1})."
+    except ValueError:  # int(): more digits than sys.get_int_max_str_digits()
+        return {}, (
+            f"Invalid JSON: a number with more than {sys.get_int_max_str_digits():,} digits."
+        )
+    except RecursionError:
+        return {}, "Invalid JSON: nested too deeply (a row is one flat object)."
     if not isinstance(value, dict):
         return {}, 'Invalid JSON Lines row: expected an object such as {"cpr": ...}.'
     return value, None
@@ -262,13 +325,56 @@ def _is_utf8(path: Path) -> bool:
     return True
 
 
-def detect_encoding(path: Path, head: bytes) -> tuple[str, str | None]:
-    """(encoding, notice or None) of a file whose first bytes are ``head``."""
+def _mixed_encoding(path: Path) -> tuple[int, int, str] | None:
+    """For a file that is not valid UTF-8: (a line with a UTF-8 multi-byte character,
+    the first line that is not UTF-8, that character), or None when it has no UTF-8
+    multi-byte character at all (a plain cp1252 file)."""
+    utf8_line = other_line = 0
+    example = ""
+    line = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            if not chunk.endswith(b"\n"):  # end chunks at a line end (bounded)
+                chunk += handle.readline(_CHUNK)
+            if not utf8_line:
+                kinds = chunk.translate(_LEAD_CONT)
+                at = kinds.find(b"\x01\x02")
+                while at >= 0:
+                    found = _UTF8_MULTIBYTE.match(chunk, at)
+                    if found:
+                        utf8_line = line + chunk.count(b"\n", 0, at)
+                        example = found.group().decode("utf-8")
+                        break
+                    at = kinds.find(b"\x01\x02", at + 1)
+            if not other_line:
+                try:
+                    chunk.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    other_line = line + chunk.count(b"\n", 0, exc.start)
+            if utf8_line and other_line:
+                return utf8_line, other_line, example
+            line += chunk.count(b"\n")
+    return None
+
+
+def detect_encoding(path: Path, head: bytes, name: str | None = None) -> tuple[str, str | None]:
+    """(encoding, notice or None) of a file whose first bytes are ``head``.
+
+    Raises InvalidInput for a file that mixes UTF-8 with another encoding."""
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding, None
     if _is_utf8(path):
         return "utf-8", None
+    mixed = _mixed_encoding(path)
+    if mixed is not None:
+        utf8_line, other_line, example = mixed
+        raise InvalidInput(
+            f"{name or path} mixes two encodings: line {utf8_line} is UTF-8 (it has "
+            f"{example!r}) but line {other_line} is not; read as either, some names would be "
+            "garbled. Save the file again in one encoding (in Excel: CSV UTF-8), or pass "
+            "--encoding cp1252 to read all of it as Windows-1252."
+        )
     return "cp1252", (
         "The file is not UTF-8: reading it as Windows-1252 (cp1252), as Excel on Windows "
         "writes it. Pass --encoding to choose another."
@@ -351,7 +457,7 @@ def _inspect(imported: ImportFile, *, encoding: str | None, delimiter: str | Non
     if encoding:
         imported.encoding = _check_encoding(encoding)
     else:
-        imported.encoding, notice = detect_encoding(imported.path, head)
+        imported.encoding, notice = detect_encoding(imported.path, head, imported.name)
         if notice:
             imported.notices.append(notice)
     first = _first_line(imported)
@@ -375,9 +481,15 @@ def _inspect(imported: ImportFile, *, encoding: str | None, delimiter: str | Non
 
 def _first_line(imported: ImportFile) -> str | None:
     """The first non-blank line (the CSV header / first JSON object), decoded."""
+    number = 0
     try:
         with imported._open_text() as handle:
-            for line in handle:
+            while line := handle.readline(MAX_ROW + 1):
+                number += 1
+                if len(line) > MAX_ROW:
+                    raise InvalidInput(
+                        _too_long(imported.name, number, is_csv=imported.format == "csv")
+                    )
                 if line.strip():
                     return line.rstrip("\r\n")
     except UnicodeDecodeError as exc:
