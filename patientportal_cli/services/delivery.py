@@ -12,8 +12,10 @@ module never reads configuration itself.
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import email.utils
 import mailbox
+import os
 import smtplib
 import socket
 import ssl
@@ -25,6 +27,7 @@ from typing import Protocol
 
 from sqlmodel import Session, col, select
 
+from patientportal_cli import files
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Outbox
 from patientportal_cli.errors import DomainError, InvalidInput, MailError
@@ -154,7 +157,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# Maildir files are written as SMTPUTF8 (RFC 6532) messages: a non-ASCII address such
+# as søren@eksempel.dk, and æøå in a subject, stay readable UTF-8 instead of RFC 2047
+# encoded words (which cannot hold an address: they split it at the @). Lines end in
+# \n, as in every Maildir file (the SMTP policy's \r\n is for the wire).
+MAILDIR_POLICY = email.policy.SMTPUTF8.clone(linesep="\n")
+
+
 class MaildirTransport:
+    """Messages as files in a Maildir; the directories 0700, every message file 0600."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._box: mailbox.Maildir | None = None
@@ -162,21 +174,34 @@ class MaildirTransport:
     def open(self) -> None:
         if self._box is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._box = mailbox.Maildir(self.path, create=True)
+                files.private_dir(self.path.parent)
+                self._box = mailbox.Maildir(self.path, create=True)  # new dirs: 0700
+                for folder in (self.path, *(self.path / d for d in ("cur", "new", "tmp"))):
+                    if files.loose_mode(folder) is not None:  # made by an older version
+                        os.chmod(folder, files.PRIVATE_DIR)
             except OSError as exc:
                 raise MailError(f"Cannot write to the Maildir {self.path}: {exc}") from None
 
     def send(self, msg: EmailMessage) -> None:
         self.open()
         assert self._box is not None
+        previous = os.umask(files.UMASK)  # mailbox creates its files 0666 & ~umask
         try:
-            self._box.add(msg.as_bytes())
+            key = self._box.add(msg.as_bytes(policy=MAILDIR_POLICY))
+            os.chmod(self.path / "new" / key, files.PRIVATE_FILE)
         except OSError as exc:
             raise MailError(f"Cannot write to the Maildir {self.path}: {exc}") from None
+        finally:
+            os.umask(previous)
 
     def close(self) -> None:
         self._box = None
+
+
+def _international_addresses(msg: EmailMessage) -> list[str]:
+    """The non-ASCII addresses of the envelope (sender and recipients)."""
+    fields = [str(v) for h in ("From", "Sender", "To", "Cc", "Bcc") for v in msg.get_all(h, [])]
+    return [addr for _, addr in email.utils.getaddresses(fields) if not addr.isascii()]
 
 
 def smtp_error_text(exc: BaseException, settings: MailSettings) -> str:
@@ -285,6 +310,13 @@ class SmtpTransport:
     def send(self, msg: EmailMessage) -> None:
         self.open()
         assert self._conn is not None
+        international = _international_addresses(msg)
+        if international and not self._conn.has_extn("smtputf8"):
+            s = self.settings
+            raise MailError(
+                f"SMTP server {s.smtp_host}:{s.smtp_port} does not accept international "
+                f"addresses (no SMTPUTF8): cannot send to {', '.join(international)}"
+            )
         if not self._conn.has_extn("8bitmime"):
             _seven_bit(msg)
         try:
