@@ -123,7 +123,7 @@ def check_value(key: str, value: str) -> str:
         if url_secrets(parse_url(value)):
             raise InvalidInput(
                 "The database URL holds a password, which config.toml must not keep: set the "
-                "URL without it and run `patientportal config set db-password` (OS keyring)."
+                "URL without it and run `patientportal config set db-password`."
             )
     elif key == "clinic":
         from patientportal_cli.services.catalog import check_clinic_code

@@ -15,7 +15,7 @@ from tests.conftest import PASSWORD, Cli, pg_schema_url
 
 REFUSED = (
     "Error: The database URL holds a password, which config.toml must not keep: set the "
-    "URL without it and run `patientportal config set db-password` (OS keyring).\n"
+    "URL without it and run `patientportal config set db-password`.\n"
 )
 SECRET = "Hemmelig-Kode-7"
 

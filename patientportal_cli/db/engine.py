@@ -99,16 +99,19 @@ def hide_secrets(text: str, url: str) -> str:
 
 def _private_sqlite_file(path: Path) -> None:
     """The database file, and its -wal/-shm/-journal, 0600 before the first connect:
-    created empty (a valid SQLite database) when missing, tightened when it exists.
+    created empty (a valid SQLite database) when missing, tightened when it exists and
+    belongs to this user.
     SQLite gives the -wal and -shm it creates the database file's mode."""
     from patientportal_cli import files
 
     files.private_dir(path.parent)
     try:
-        files.open_private(path, "ab").close()
+        files.open_private(path, "ab", exclusive=True).close()
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise files.named(exc, path) from None
-    for suffix in ("-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal"):  # only files this user owns
         files.make_private(path.with_name(path.name + suffix))
 
 
