@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.test_import_support import write
 ROW = ("010203-1234", "Søren Ærø", "soren@example.dk", "ja", "booking")
 
 
-def read(path: Path, **kw: str) -> tuple[object, list[tuple[int, tuple[object, ...], object]]]:
+def read(path: Path, **kw: Any) -> tuple[object, list[tuple[int, tuple[object, ...], object]]]:
     with open_import(str(path), **kw) as f:
         return f, [(r.line, r.values, r.error) for r in f.rows()]
 
