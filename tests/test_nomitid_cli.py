@@ -191,7 +191,7 @@ def test_no_mitid_for_an_existing_user_with_another_email_is_refused(
         expect=1,
     )
     assert r.stderr == (
-        "Error: The portal user 010203-**** has another e-mail (ida@example.dk) than the one "
+        "Error: The portal user 010203-**** has another e-mail than the one "
         "given (ida@other.dk); security codes go to the user's e-mail, so the no-MitID flag "
         "cannot be confirmed for the address given. Nothing was changed: link the patient "
         "without --no-mitid, check the address with the patient, then run "
@@ -213,11 +213,19 @@ def test_no_mitid_for_an_existing_user_with_another_email_is_refused(
         assert nord is not None and nord.no_mitid is False  # the flag is per clinic link
 
 
-def test_link_with_no_mitid_asks_showing_the_users_email(cli: Cli, ida: None) -> None:
+def test_link_with_no_mitid_asks_for_the_email_without_showing_the_users(
+    cli: Cli, ida: None
+) -> None:
+    """Before the link the user is another clinic's patient: its e-mail is not shown; the
+    staff member types the patient's address, and another one is refused untold."""
     cli("clinic create SYD --name Syd")
-    with terminal("y"):
+    with terminal("ida@other.dk\r", "y"):
+        r = cli("--clinic SYD patient link 010203-1234 --no-mitid", expect=1)
+    assert "ida@example.dk" not in r.stdout + r.stderr
+    assert r.stderr.startswith("Error: The portal user 010203-**** has another e-mail than")
+    with terminal("IDA@example.dk\r", "y"):
         r = cli("--clinic SYD patient link 010203-1234 --no-mitid")
-    assert r.stderr.startswith("E-mail address on record: ida@example.dk\nLinked the existing")
+    assert r.stderr.startswith("Linked the existing portal user 010203-**** (Ida Hansen)")
     assert json.loads(cli("--clinic SYD patient show 010203-1234 -o json").stdout)["no_mitid"]
 
 

@@ -114,7 +114,16 @@ def test_create_no_invite_services_and_dry_run(
     )
     with db_session(db_url, home) as s:
         assert users_with_cpr(s, "0102031234") == []
-        assert events(s, "patient.") == []
+        # only the look-up is audited, nothing that a create would write
+        assert events(s, "patient.") == [
+            (
+                "patient.dry_run",
+                "NORD",
+                "cpr:0102031234",
+                "anna",
+                {"command": "create", "user_exists": False},
+            )
+        ]
     r = create_ida(cli, "--services", "booking", "--no-invite")
     assert r.stderr == (
         "Created portal user 010203-**** (Ida Hansen) and linked it to clinic NORD "

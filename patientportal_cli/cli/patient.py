@@ -62,15 +62,17 @@ LIST_COLUMNS = [
 ]
 
 
-def _confirm_owner(email: str) -> None:
-    """Ask on a terminal that ``email`` belongs to the patient (or exit 2 without one)."""
+def _confirm_owner(email: str | None) -> None:
+    """Ask on a terminal that ``email`` belongs to the patient (or exit 2 without one);
+    ``email`` None: the address was just typed (not shown: see ``_typed_email``)."""
     from patientportal_cli import prompts
     from patientportal_cli.errors import Refused
     from patientportal_cli.services import nomitid
 
     if not prompts.interactive():
         raise nomitid.confirmation_missing()
-    out().message(f"E-mail address on record: {email}")
+    if email is not None:
+        out().message(f"E-mail address on record: {email}")
     ok = prompts.confirm(
         "Does this e-mail address belong to the patient or to a person with power of "
         "attorney (fuldmagt) to act on the patient's behalf?",
@@ -84,27 +86,30 @@ def _report_link(output: Output, result: LinkResult) -> None:
     from patientportal_cli.services.masking import mask_cpr
 
     cpr = mask_cpr(result.cpr)
+    who = f"{cpr} ({result.name})" if result.name is not None else cpr
     would = "Dry run: would have " if result.dry_run else ""
     services = ", ".join(result.services) or "none"
     if result.user_created:
         output.success(
-            f"{would}{'c' if would else 'C'}reated portal user {cpr} ({result.name}) and linked "
+            f"{would}{'c' if would else 'C'}reated portal user {who} and linked "
             f"it to clinic {result.clinic_code} (services: {services})."
         )
     else:
         output.success(
-            f"{would}{'l' if would else 'L'}inked the existing portal user {cpr} "
-            f"({result.name}) to clinic {result.clinic_code} (services: {services})."
+            f"{would}{'l' if would else 'L'}inked the existing portal user {who} "
+            f"to clinic {result.clinic_code} (services: {services})."
         )
+    # the stored values are not told (see services/patients.py, "Disclosure")
     labels = {"name": "name", "email": "e-mail"}
-    for key, (theirs, given) in result.differences.items():
+    for key in result.differences:
         output.warn(
-            f"the portal user's {labels.get(key, key)} is {theirs!r}, not {given!r} as given; "
-            "it was not changed."
+            f"the {labels.get(key, key)} given differs from the one on the existing portal "
+            "user; it was not changed."
         )
     if result.no_mitid:
+        address = f"the e-mail {result.email}" if result.email else "the portal user's e-mail"
         output.message(
-            f"No-MitID flag set; the e-mail {result.email} is confirmed to belong to the "
+            f"No-MitID flag set; {address} is confirmed to belong to the "
             "patient or to a person with power of attorney."
         )
     if result.invited:
@@ -176,7 +181,7 @@ def create(
         )
     _report_link(output, result)
     if not dry_run:
-        send_queued(output)
+        send_queued(output, clinic=actor.clinic_code)
 
 
 def _valid(check: Any) -> Any:
@@ -193,6 +198,22 @@ def _valid(check: Any) -> Any:
     return validate
 
 
+def _typed_email() -> str:
+    """The patient's e-mail, typed by the staff member for the no-MitID confirmation: the
+    address on a user that is not linked here yet is not shown (the link checks it)."""
+    from patientportal_cli import prompts
+    from patientportal_cli.services import nomitid
+    from patientportal_cli.services.contact import normalize_email
+
+    if not prompts.interactive():
+        raise nomitid.confirmation_missing()
+    return prompts.text(
+        "The patient's e-mail address (must be the portal user's):",
+        flag="--confirm-email-owner",
+        validate=_valid(normalize_email),
+    )
+
+
 @command(app, "link")
 def link(
     cpr: CprArg,
@@ -202,15 +223,22 @@ def link(
     dry_run: DryRunOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Link an existing portal user to this clinic (no user yet: use `patient create`)."""
+    """Link an existing portal user to this clinic (no user yet: use `patient create`).
+
+    Before the link nothing of the user is shown (it is another clinic's patient). With
+    --no-mitid on a terminal you type the patient's e-mail address and confirm it; a
+    different address on the portal user is refused without showing it.
+    """
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import patients
 
     output = out()
+    typed: str | None = None
     with staff_session(output, clinic=clinic_code) as (session, actor):
         if no_mitid and not confirm_email_owner:
-            facts = patients.existing_user(session, actor=actor, cpr=cpr)
-            _confirm_owner(facts["email"])
+            patients.existing_user(session, actor=actor, cpr=cpr)
+            typed = _typed_email()
+            _confirm_owner(None)
             confirm_email_owner = True
         result = patients.link(
             session,
@@ -219,11 +247,12 @@ def link(
             services=services,
             no_mitid=no_mitid,
             email_owner_confirmed=confirm_email_owner,
+            email=typed,
             dry_run=dry_run,
         )
     _report_link(output, result)
     if not dry_run:
-        send_queued(output)
+        send_queued(output, clinic=actor.clinic_code)
 
 
 @command(app, "unlink")
@@ -317,7 +346,7 @@ def invite(
         f"New activation code e-mailed to {facts['email']} for {mask_cpr(facts['cpr'])} "
         f"({facts['name']}); an older code no longer works."
     )
-    send_queued(output)
+    send_queued(output, clinic=actor.clinic_code)
 
 
 @command(app, "unlock")

@@ -8,8 +8,12 @@ number that is not theirs is whether a portal user exists, so that they can link
 Choices made where the design is silent (also in the README):
 
 - ``create`` for a CPR that already has a user links that user (R1); a name or e-mail
-  that differs is reported, never written. The link's ``record_email`` (the e-mail on
-  this clinic's record card) is the e-mail given.
+  that differs is reported (which field, never the stored value), never written. The
+  link's ``record_email`` (the e-mail on this clinic's record card) is the e-mail given.
+- Disclosure: until a user is linked here, staff learn only that it exists. A dry run
+  (which links nothing) and a refusal never carry the stored name or e-mail of a user
+  not linked here; the audit log records which fields differed, not their values. A dry
+  run is audited as ``patient.dry_run`` (what was checked, and whether a user exists).
 - ``create`` sends an activation code only to a user it created (and not with
   ``invite=False``); linking an existing user sends nothing.
 - ``--no-mitid`` with an existing user whose e-mail differs from the one given is
@@ -39,7 +43,6 @@ from patientportal_cli.services import (
     audit,
     catalog,
     codes,
-    mailtexts,
     nomitid,
     outbox,
     users,
@@ -85,24 +88,27 @@ class LinkResult:
     """What ``create`` / ``link`` did (or, with dry_run, would do)."""
 
     cpr: str
-    name: str
-    email: str
+    # None: not told (a dry run for a user not linked here: not this clinic's patient)
+    name: str | None
+    email: str | None
     clinic_code: str
     user_created: bool
     services: list[str]
     no_mitid: bool = False
     invited: bool = False
     dry_run: bool = False
-    # field -> (value on the existing user, value given); reported, never written
-    differences: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # fields ("email", "name") where the existing user differs from what was given;
+    # reported without the stored values, never written
+    differences: list[str] = field(default_factory=list)
 
 
 def _refuse_unconfirmable(cpr: str, user: PortalUser, email: str) -> None:
-    """--no-mitid for an existing user is confirmed for the address codes go to."""
+    """--no-mitid for an existing user is confirmed for the address codes go to. The
+    refusal does not tell the stored address (the user is not linked here)."""
     if not _same_email(user.email, email):
         raise Refused(
-            f"The portal user {mask_cpr(cpr)} has another e-mail ({user.email}) than the one "
-            f"given ({email}); security codes go to the user's e-mail, so the no-MitID flag "
+            f"The portal user {mask_cpr(cpr)} has another e-mail than the one given "
+            f"({email}); security codes go to the user's e-mail, so the no-MitID flag "
             "cannot be confirmed for the address given. Nothing was changed: link the "
             "patient without --no-mitid, check the address with the patient, then run "
             "`patientportal no-mitid set CPR`."
@@ -179,9 +185,14 @@ def link(
     services: str | list[str] | None = None,
     no_mitid: bool = False,
     email_owner_confirmed: bool = False,
+    email: str | None = None,
     dry_run: bool = False,
 ) -> LinkResult:
-    """Link an existing portal user to this clinic (no user: NotFound, use ``create``)."""
+    """Link an existing portal user to this clinic (no user: NotFound, use ``create``).
+
+    ``email``: the address the staff member confirmed for ``no_mitid`` (typed, as the
+    user's stored address is not shown before the link); refused when it is not the
+    user's."""
     number = normalize_cpr(cpr)
     clinic = current_clinic(session, actor)
     granted = check_services(clinic, services)
@@ -193,6 +204,8 @@ def link(
     assert clinic.id is not None and user.id is not None
     if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
         raise already_linked(number, clinic)
+    if no_mitid and email is not None:
+        _refuse_unconfirmable(number, user, normalize_email(email))
     linked = users.ensure_linked(
         session,
         clinic_id=clinic.id,
@@ -219,7 +232,8 @@ def link(
 
 
 def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
-    """For ``link``'s confirmation prompt: the user to link (not linked here yet); ends
+    """Before ``link``'s confirmation prompt: that a user exists and is not linked here
+    yet ({"cpr"} only: nothing else of a user that is not this clinic's patient); ends
     the read transaction."""
     number = normalize_cpr(cpr)
     clinic = current_clinic(session, actor)
@@ -229,7 +243,7 @@ def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]
     assert clinic.id is not None and user.id is not None
     if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
         raise already_linked(number, clinic)
-    facts = {"cpr": user.cpr, "name": user.name, "email": user.email}
+    facts = {"cpr": user.cpr}
     session.rollback()  # do not hold a write lock (SQLite) while a person answers
     return facts
 
@@ -257,17 +271,19 @@ def _finish_link(
 ) -> LinkResult:
     user, link_row = linked.user, linked.link
     assert user.id is not None and clinic.id is not None
+    # a dry run links nothing: an existing user stays another clinic's, so untold
+    told = linked.user_created or not dry_run
     result = LinkResult(
         cpr=user.cpr,
-        name=user.name,
-        email=user.email,
+        name=user.name if told else None,
+        email=user.email if told else None,
         clinic_code=clinic.code,
         user_created=linked.user_created,
         services=catalog.split_services(link_row.services),
         no_mitid=no_mitid,
         invited=invite,
         dry_run=dry_run,
-        differences=dict(linked.differences),
+        differences=sorted(linked.differences),
     )
     if invite:
         _send_activation(session, user=user, clinic=clinic)
@@ -283,29 +299,41 @@ def _finish_link(
             "record_email": link_row.record_email,
             "no_mitid": no_mitid,
             "invited": invite,
-            "differences": {k: {"user": a, "given": b} for k, (a, b) in result.differences.items()},
+            "differences": result.differences,
         },
     )
     if no_mitid:
         nomitid.apply_flag(session, actor=actor, clinic=clinic, user=user, link=link_row)
     if dry_run:
         session.rollback()
-    else:
-        session.commit()
+        audit.record(
+            session,
+            actor=actor.username,
+            clinic=clinic.code,
+            action="patient.dry_run",
+            target=target(result.cpr),
+            details={
+                "command": action.removeprefix("patient."),
+                "user_exists": not linked.user_created,
+            },
+        )
+    session.commit()
     return result
 
 
 def _send_activation(session: Session, *, user: PortalUser, clinic: Clinic) -> None:
     assert user.id is not None
-    code = codes.issue(session, user_id=user.id, purpose=codes.ACTIVATION, clinic_id=clinic.id)
-    subject, body = mailtexts.activation(
+    outbox.enqueue(
+        session,
+        to=user.email,
+        template="activation",
+        clinic_id=clinic.id,
+        user_id=user.id,
         name=user.name,
         clinic_name=clinic.name,
-        code=code,
         valid_days=codes.LIFETIME[codes.ACTIVATION].days,
         clinic_code=clinic.code,
     )
-    outbox.enqueue(session, to=user.email, template="activation", subject=subject, body=body)
 
 
 # --- one patient ---------------------------------------------------------------------

@@ -213,29 +213,11 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
     created_at = writer.time(T_OUTBOX, "created_at", now)
     invite = ctx.invite
     if invite and found.create:
-        issued = codes.new_activation_codes(len(found.create))
-        expires = writer.time(T_CODE, "expires_at", now + codes.LIFETIME[codes.ACTIVATION])
-        code_at = writer.time(T_CODE, "created_at", now)
-        writer.insert(
-            T_CODE,
-            (
-                "user_id",
-                "clinic_id",
-                "purpose",
-                "code_hash",
-                "created_at",
-                "expires_at",
-                "attempts",
-            ),
-            [
-                (user_ids[row[CPR]], ctx.clinic_id, codes.ACTIVATION, digest, code_at, expires, 0)
-                for row, (_, digest) in zip(found.create, issued, strict=True)
-            ],
-        )
-        render = _activation_renderer(ctx)
-        for row, (code, _) in zip(found.create, issued, strict=True):
-            subject, body = render(row[NAME], code)
-            mails.append((row[EMAIL], subject, "activation", body, created_at, 0))
+        # the intent only: each code is made when its e-mail is delivered
+        activation = _intent(ctx, "activation")
+        for row in found.create:
+            args = activation(row[NAME])
+            mails.append((row[EMAIL], *args, user_ids[row[CPR]], ctx.clinic_id, created_at, 0))
         total.invitations += len(found.create)
 
     events: list[dict[str, Any]] = []
@@ -244,16 +226,18 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
     clinic = ctx.clinic_code
     for created, group in ((True, found.create), (False, found.link)):
         for row in group:
-            differences = "{}"
+            # which fields differ, never the stored values (the user was another
+            # clinic's patient until this import linked it)
+            differences = "[]"
             if not created:
                 known = existing[row[CPR]]
-                diff: dict[str, Any] = {}
-                if known.name != row[NAME]:
-                    diff["name"] = {"user": known.name, "given": row[NAME]}
+                diff: list[str] = []
                 if known.email.casefold() != row[EMAIL].casefold():
-                    diff["email"] = {"user": known.email, "given": row[EMAIL]}
+                    diff.append("email")
+                if known.name != row[NAME]:
+                    diff.append("name")
                 if diff:
-                    differences = json.dumps(diff, ensure_ascii=False, sort_keys=True)
+                    differences = json.dumps(diff)
             services = default_services if row[SERVICES] is None else row[SERVICES]
             granted = services_json.get(services)
             if granted is None:
@@ -274,12 +258,14 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                 }
             )
     stamp = now.isoformat()
+    flag_mail = _intent(ctx, "no_mitid_set")
     for row in [r for r in to_link if r[FLAG]] + found.set_flag:
         known = existing.get(row[CPR])
         email = known.email if known is not None else row[EMAIL]
         name = known.name if known is not None else row[NAME]
-        subject, body = mailtexts.no_mitid_set(name=name, clinic_name=ctx.clinic_name)
-        mails.append((email, subject, "no_mitid_set", body, created_at, 0))
+        mails.append(
+            (email, *flag_mail(name), user_ids.get(row[CPR]), ctx.clinic_id, created_at, 0)
+        )
         events.append(
             {
                 "actor": actor,
@@ -298,9 +284,7 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                 },
             }
         )
-    writer.insert(
-        T_OUTBOX, ("recipient", "subject", "template", "body", "created_at", "attempts"), mails
-    )
+    writer.insert(T_OUTBOX, OUTBOX_COLUMNS, mails)
     total.mails += len(mails)
     audit_rows = audit.chain(session, events)
     if audit_rows:
@@ -344,38 +328,36 @@ def create_details(
     )
 
 
-_MARK_NAME = "\u27e6name\u27e7"
-_MARK_CODE = "\u27e6code\u27e7"
+OUTBOX_COLUMNS = (
+    "recipient",
+    "subject",
+    "template",
+    "args",
+    "user_id",
+    "clinic_id",
+    "created_at",
+    "attempts",
+)
 
 
-def _activation_renderer(ctx: Any) -> Callable[[str, str], tuple[str, str]]:
-    """``mailtexts.activation`` for many patients of one clinic: rendered once with
-    markers for the name and the code, then filled in per patient (the same text)."""
-    valid_days = codes.LIFETIME[codes.ACTIVATION].days
+def _intent(ctx: Any, template: str) -> Callable[[str], tuple[str, str, str]]:
+    """(subject, template, args as JSON) of one clinic's ``template`` for a patient's
+    name: the JSON is written once with a marker and filled in per patient, as
+    ``outbox.enqueue`` would write it."""
+    args: dict[str, Any] = {"name": _MARK_NAME, "clinic_name": ctx.clinic_name}
+    if template == "activation":
+        args.update(valid_days=codes.LIFETIME[codes.ACTIVATION].days, clinic_code=ctx.clinic_code)
+    subject, _ = mailtexts.render(template, args)
+    pattern = json.dumps(args, ensure_ascii=False, sort_keys=True)
+    head, _, tail = pattern.partition(encode_json_string(_MARK_NAME))
 
-    def direct(name: str, code: str) -> tuple[str, str]:
-        return mailtexts.activation(
-            name=name,
-            clinic_name=ctx.clinic_name,
-            code=code,
-            valid_days=valid_days,
-            clinic_code=ctx.clinic_code,
-        )
-
-    subject, body = direct(_MARK_NAME, _MARK_CODE)
-    if _MARK_NAME in subject or _MARK_CODE in subject or _MARK_NAME not in body:
-        return direct
-    template = (
-        body.replace("{", "{{")
-        .replace("}", "}}")
-        .replace(_MARK_NAME, "{0}")
-        .replace(_MARK_CODE, "{1}")
-    )
-
-    def fill(name: str, code: str) -> tuple[str, str]:
-        return subject, template.format(name, code)
+    def fill(name: str) -> tuple[str, str, str]:
+        return subject, template, f"{head}{encode_json_string(name)}{tail}"
 
     return fill
+
+
+_MARK_NAME = "\u27e6name\u27e7"
 
 
 def _new_ids(session: Session, count: int) -> list[int]:

@@ -463,7 +463,7 @@ def classify(session: Session, ctx: Context, rows: list[Row]) -> Classified:
                     (
                         row,
                         f"The portal user with this CPR number has another e-mail "
-                        f"({found.email}) than the row ({row[EMAIL]}); security codes go "
+                        f"than the row ({row[EMAIL]}); security codes go "
                         "to the user's e-mail, so the no-MitID flag cannot be confirmed for "
                         "the address given. Import the row without the flag, check the "
                         "address with the patient, then run `patientportal no-mitid set CPR`.",
