@@ -84,7 +84,20 @@ def test_other_clinics_patients_are_not_visible(
     assert r.stderr == "Error: sara does not work at clinic NORD.\n"
 
     with db_session(db_url, home) as s:
-        assert [e[0] for e in events(s) if e[3] == "sara"] == ["staff.login"] * 3  # no change
+        sara = [e for e in events(s) if e[3] == "sara"]
+        # no change: only her logins and her look-ups, all at SYD and telling nothing of Ida
+        assert [e[0] for e in sara] == [
+            "staff.login",
+            "patient.list",
+            "patient.list",
+            "no_mitid.list",
+            "patient.access",
+            "staff.login",
+            "staff.login",
+        ]
+        for action, clinic, _target, _actor, details in sara[1:5]:
+            assert clinic == "SYD", action
+            assert "Ida" not in str(details) and "ida@" not in str(details)
 
 
 def test_linking_from_the_other_clinic_then_works_on_its_own_link(
@@ -108,5 +121,6 @@ def test_linking_from_the_other_clinic_then_works_on_its_own_link(
         assert nord is not None and nord.no_mitid is True  # untouched
         assert [e[0] for e in events(s, "patient.") if e[3] == "sara"] == [
             "patient.link",
+            "patient.show",
             "patient.unlink",
         ]

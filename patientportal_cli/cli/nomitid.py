@@ -92,7 +92,7 @@ def set_(
         f"Recorded: {actor.username} confirmed that {facts['email']} belongs to the patient "
         "or to a person with power of attorney."
     )
-    send_queued(output)
+    send_queued(output, clinic=actor.clinic_code)
 
 
 @command(app, "clear")
@@ -119,7 +119,7 @@ def clear(
         f"No-MitID flag removed for {who} at clinic {facts['clinic_code']}: MitID is "
         "required at the next login here."
     )
-    send_queued(output)
+    send_queued(output, clinic=actor.clinic_code)
 
 
 @command(app, "list")
@@ -132,7 +132,7 @@ def list_(
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = list(nomitid.iter_flagged(session, actor=actor))
+        rows = nomitid.list_flagged(session, actor=actor, fmt=fmt.value)
         output.rows(
             rows,
             [

@@ -294,12 +294,12 @@ def show(
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """The patient's portal user and link to this clinic."""
+    """The patient's portal user and link to this clinic (the look-up is audited)."""
     from patientportal_cli.services import patients
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        row = patients.show(session, actor=actor, cpr=cpr)
+        row = patients.show(session, actor=actor, cpr=cpr, fmt=fmt.value)
         output.record(row, title=f"Patient at {actor.clinic_code}")
 
 
@@ -315,13 +315,16 @@ def list_(
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """This clinic's patients, ordered by name."""
+    """This clinic's patients, ordered by name.
+
+    The listing is audited as one event (how many patients, the filter, the format).
+    """
     from patientportal_cli.services import patients
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = list(
-            patients.iter_patients(session, actor=actor, search=search, no_mitid_only=no_mitid)
+        rows = patients.list_patients(
+            session, actor=actor, search=search, no_mitid_only=no_mitid, fmt=fmt.value
         )
         output.rows(rows, LIST_COLUMNS, empty="No patients found.")
 
@@ -374,7 +377,8 @@ def access(
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Which login methods work for the patient at this clinic now, and why not."""
+    """Which login methods work for the patient at this clinic now, and why not
+    (the look-up is audited)."""
     from patientportal_cli.services import patients
 
     output = out(fmt)
@@ -388,3 +392,38 @@ def access(
         for key, label in (("mitid", "MitID"), ("two_factor", "two-factor"))
     ]
     output.rows(rows, [("method", "Method"), ("allowed", "Allowed"), ("reason", "Reason")])
+
+
+LOG_COLUMNS = [
+    ("at", "When"),
+    ("actor", "Who"),
+    ("action", "Action"),
+    ("details", "Details"),
+]
+
+
+@command(app, "log")
+def log(
+    cpr: CprArg,
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Who at this clinic looked at or changed the patient, and when (newest first).
+
+    Look-ups (show, access, this log, searches that listed the patient, revealed CPR
+    numbers) and changes, from the audit log. Reading the log is logged too.
+    """
+    from patientportal_cli.services import accesslog
+    from patientportal_cli.services.cpr import normalize_cpr
+    from patientportal_cli.services.masking import mask_cpr
+
+    number = normalize_cpr(cpr)
+    output = out(fmt)
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        rows = accesslog.patient_log(session, actor=actor, cpr=number, fmt=fmt.value)
+        output.rows(
+            rows,
+            LOG_COLUMNS,
+            title=f"Log of {mask_cpr(number)} at {actor.clinic_code}",
+            empty="Nothing in the log yet.",
+        )

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, MissingInput
-from patientportal_cli.services import audit, mailtexts, outbox
+from patientportal_cli.services import audit, outbox
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import current_clinic, link_facts, lookup, target
@@ -59,8 +59,15 @@ def apply_flag(
     link.email_owner_confirmed_by = actor.username
     link.email_owner_confirmed_email = user.email
     session.add(link)
-    subject, body = mailtexts.no_mitid_set(name=user.name, clinic_name=clinic.name)
-    outbox.enqueue(session, to=user.email, template="no_mitid_set", subject=subject, body=body)
+    outbox.enqueue(
+        session,
+        to=user.email,
+        template="no_mitid_set",
+        clinic_id=clinic.id,
+        user_id=user.id,
+        name=user.name,
+        clinic_name=clinic.name,
+    )
     audit.record(
         session,
         actor=actor.username,
@@ -127,8 +134,15 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, A
     link.email_owner_confirmed_by = None
     link.email_owner_confirmed_email = None
     session.add(link)
-    subject, body = mailtexts.no_mitid_cleared(name=user.name, clinic_name=clinic.name)
-    outbox.enqueue(session, to=user.email, template="no_mitid_cleared", subject=subject, body=body)
+    outbox.enqueue(
+        session,
+        to=user.email,
+        template="no_mitid_cleared",
+        clinic_id=clinic.id,
+        user_id=user.id,
+        name=user.name,
+        clinic_name=clinic.name,
+    )
     audit.record(
         session,
         actor=actor.username,
@@ -161,3 +175,20 @@ def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterato
             "set_by": link.no_mitid_changed_by,
             "email_owner_confirmed_email": link.email_owner_confirmed_email,
         }
+
+
+def list_flagged(session: Session, *, actor: Actor, fmt: str = "table") -> list[dict[str, Any]]:
+    """``iter_flagged`` as a list; the listing is audited as ONE ``no_mitid.list`` event."""
+    from patientportal_cli.services import accesslog
+
+    rows = list(iter_flagged(session, actor=actor))
+    accesslog.listed(
+        session,
+        actor=actor,
+        action="no_mitid.list",
+        cprs=[r["cpr"] for r in rows],
+        filters={},
+        fmt=fmt,
+    )
+    session.commit()
+    return rows

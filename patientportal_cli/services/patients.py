@@ -40,6 +40,7 @@ from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput, NotFound, Refused
 from patientportal_cli.services import (
     access,
+    accesslog,
     audit,
     catalog,
     codes,
@@ -399,22 +400,35 @@ def record(user: PortalUser, link_row: ClinicLink, clinic: Clinic) -> dict[str, 
     }
 
 
-def show(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> dict[str, Any]:
+    """The patient's record here; the look-up is audited (``patient.show``)."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
-    return record(user, link_row, clinic)
+    row = record(user, link_row, clinic)
+    accesslog.looked_up(
+        session, actor=actor, action="patient.show", cpr=user.cpr, details={"format": fmt}
+    )
+    session.commit()
+    return row
 
 
 def login_access(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     """``access.login_access`` for a CPR at this clinic. A user not linked here gets
-    "not linked here" (a user exists); no user at all: NotFound."""
+    "not linked here" (a user exists); no user at all: NotFound. Audited
+    (``patient.access``, with whether the user is linked here)."""
     number = normalize_cpr(cpr)
     clinic = current_clinic(session, actor)
     user = users.find_user(session, number)
     if user is None:
         raise not_a_patient(number, clinic, user_exists=False)
     assert clinic.id is not None
-    return access.login_access(session, clinic_id=clinic.id, user=user)
+    result = access.login_access(session, clinic_id=clinic.id, user=user)
+    linked = result["mitid"]["allowed"]  # MitID works exactly where the user is linked
+    accesslog.looked_up(
+        session, actor=actor, action="patient.access", cpr=number, details={"linked": linked}
+    )
+    session.commit()
+    return result
 
 
 def _fold(text: str) -> str:
@@ -456,6 +470,29 @@ def iter_patients(
         ):
             continue
         yield list_row(user, link_row)
+
+
+def list_patients(
+    session: Session,
+    *,
+    actor: Actor,
+    search: str | None = None,
+    no_mitid_only: bool = False,
+    fmt: str = "table",
+) -> list[dict[str, Any]]:
+    """``iter_patients`` as a list; the listing is audited as ONE ``patient.list`` event
+    (count, filter, format; see ``accesslog.listed``)."""
+    rows = list(iter_patients(session, actor=actor, search=search, no_mitid_only=no_mitid_only))
+    accesslog.listed(
+        session,
+        actor=actor,
+        action="patient.list",
+        cprs=[r["cpr"] for r in rows],
+        filters={"search": search, "no_mitid": no_mitid_only},
+        fmt=fmt,
+    )
+    session.commit()
+    return rows
 
 
 def list_row(user: PortalUser, link_row: ClinicLink) -> dict[str, Any]:

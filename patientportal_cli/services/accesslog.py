@@ -1,0 +1,142 @@
+"""Every look-up of patients' data is logged, and a patient's log can be shown.
+
+As on sundhed.dk ("Min Log"), each time staff look at a patient's data an audit event is
+written, in the transaction of the look-up, at the clinic the staff member acts for:
+
+- one patient: ``patient.show``, ``patient.access`` and ``patient.log`` (reading the log
+  is itself a look-up), target ``cpr:NUMBER``; a revealed CPR number (``--show-cpr``)
+  is ``cpr.reveal`` (written where the output is rendered, naming the numbers shown);
+- a listing (``patient.list``, ``no_mitid.list``): ONE event for the whole listing, with
+  the number of patients shown, the filter and the format (``-o json|csv`` are exports).
+  A listing that showed at most ``NAMED_AT_MOST`` patients (typically a ``--search`` for
+  one person) also names their CPR numbers in ``details.cprs``, so it is in those
+  patients' logs; a longer listing (the whole clinic, an export) names none: it is in the
+  audit log, but not in each patient's log.
+
+``patient_log`` shows, for a patient linked at this clinic, what was done with the
+patient at this clinic and by whom: every event of this clinic whose target is the
+patient, the listings and reveals that named the patient, and the decisions on the
+patient's registration requests. Other clinics' events are never shown.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import Session, col, or_, select
+
+from patientportal_cli.db.models import AuditEvent
+from patientportal_cli.services import audit
+from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.users import current_clinic, lookup, target
+
+# a listing of at most this many patients names them (it is a look-up of each)
+NAMED_AT_MOST = 20
+
+
+def looked_up(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    cpr: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a look-up of one patient at the actor's clinic (the caller commits)."""
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action=action,
+        target=target(cpr),
+        details=details,
+    )
+
+
+def listed(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    cprs: list[str],
+    filters: dict[str, Any],
+    fmt: str,
+) -> None:
+    """Record one listing: how many patients it showed, with which filter and format, and
+    which ones when there were few (see the module docstring). The caller commits."""
+    details: dict[str, Any] = {"count": len(cprs), "format": fmt, **filters}
+    if len(cprs) <= NAMED_AT_MOST:
+        details["cprs"] = sorted(cprs)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action=action,
+        target=f"clinic:{actor.clinic_code}",
+        details=details,
+    )
+
+
+def _about(number: str) -> Any:
+    """Where an event of this clinic is about the patient with CPR ``number``."""
+    quoted = f'%"{number}"%'  # a JSON string in details: "cpr": "N" or "cprs": [..., "N"]
+    return or_(
+        col(AuditEvent.target) == target(number),
+        # cpr.reveal names the numbers it showed, comma-separated
+        (col(AuditEvent.action) == "cpr.reveal") & col(AuditEvent.target).contains(number),
+        (col(AuditEvent.action).in_(LISTINGS)) & col(AuditEvent.details).like(quoted),
+        (col(AuditEvent.action).startswith("request.")) & col(AuditEvent.details).like(quoted),
+    )
+
+
+LISTINGS = ("patient.list", "no_mitid.list")
+
+
+def patient_log(
+    session: Session, *, actor: Actor, cpr: str, fmt: str = "table"
+) -> list[dict[str, Any]]:
+    """Who at this clinic looked at or changed the patient, and when, newest first.
+
+    Only for a patient linked here ("not a patient at clinic X" otherwise). Reading the
+    log is a look-up too: it is recorded (``patient.log``) after the events are read, so
+    it is in the log shown next time."""
+    clinic = current_clinic(session, actor)
+    user, _ = lookup(session, clinic=clinic, cpr=cpr)
+    number = user.cpr
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.clinic == clinic.code, _about(number))
+        .order_by(col(AuditEvent.id).desc())
+    )
+    rows = [
+        {
+            "at": event.at,
+            "actor": event.actor,
+            "action": event.action,
+            "details": _summary(event),
+        }
+        for event in session.exec(query)
+    ]
+    looked_up(
+        session,
+        actor=actor,
+        action="patient.log",
+        cpr=number,
+        details={"count": len(rows), "format": fmt},
+    )
+    session.commit()
+    return rows
+
+
+def _summary(event: AuditEvent) -> dict[str, Any]:
+    """The event's details, without other patients' CPR numbers (a listing's or a
+    reveal's): only how many there were."""
+    try:
+        details = json.loads(event.details)
+    except ValueError:  # pragma: no cover - the log only holds JSON objects
+        return {}
+    if not isinstance(details, dict):  # pragma: no cover
+        return {}
+    details.pop("cprs", None)
+    return details
