@@ -22,9 +22,9 @@ from sqlmodel import Session, col, select
 from patientportal_cli.cli import mail as mail_cli
 from patientportal_cli.cli.common import STATE
 from patientportal_cli.db import engine as engine_mod
-from patientportal_cli.db.models import Outbox
+from patientportal_cli.db.models import Clinic, Outbox
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import delivery, mailtexts, outbox
+from patientportal_cli.services import delivery, mailtexts
 from tests.smtp_server import Received, SmtpServer, _free_port
 
 RETRY = "run `patientportal mail send`."
@@ -44,9 +44,16 @@ def enqueue(
     to: str = TO,
     subject: str = "Din bruger på Patientportalen – aktiveringskode",
     body: str = "Kære Åse\n\nDin kode er ABCD-EFGH.\n",
+    clinic: str = "NORD",
 ) -> int:
+    """A message whose text is given (as queued before schema 0003), of ``clinic``:
+    these tests are about the transports; tests/test_secrets_at_rest.py covers intents."""
     with session_for(db_url, home) as session:
-        message = outbox.enqueue(session, to=to, template="activation", subject=subject, body=body)
+        clinic_id = session.exec(select(Clinic.id).where(Clinic.code == clinic)).one()
+        message = Outbox(
+            recipient=to, subject=subject, template="activation", body=body, clinic_id=clinic_id
+        )
+        session.add(message)
         session.commit()
         assert message.id is not None
         return message.id
@@ -212,19 +219,19 @@ def test_maildir_delivery_queue_and_send(
     enqueue(db_url, home, to="a@example.dk")
     enqueue(db_url, home, to="b@example.dk")
     capsys.readouterr()
-    assert mail_cli.send_queued() == (2, 0)
+    assert mail_cli.send_queued(clinic="NORD") == (2, 0)
     assert capsys.readouterr().err == ""
     later = [m for m in maildir_messages(home) if m["To"] != TO]  # Maildir has no order
     assert sorted(m["To"] for m in later) == ["a@example.dk", "b@example.dk"]
     assert {m["From"] for m in later} == {"Lægehuset Nord <post@nord.example>"}
     assert all(m["Message-ID"].endswith("@nord.example>") for m in later)
-    assert mail_cli.send_queued() == (0, 0)
+    assert mail_cli.send_queued(clinic="NORD") == (0, 0)
 
     # one message that cannot be built does not stop the others
     bad = enqueue(db_url, home, to="x@example.dk\nBcc: y@example.dk")
     good = enqueue(db_url, home, to="good@example.dk")
     capsys.readouterr()
-    assert mail_cli.send_queued() == (1, 1)
+    assert mail_cli.send_queued(clinic="NORD") == (1, 1)
     err = capsys.readouterr().err
     assert err.startswith("Warning: 1 e-mail could not be sent (Cannot build the e-mail to ")
     assert err.endswith(f"; it stays queued: {RETRY}\n") and err.count("\n") == 1
@@ -252,7 +259,7 @@ def test_maildir_not_writable(
     (home / "maildir").write_text("a file, not a directory")
     enqueue(db_url, home)
     capsys.readouterr()
-    assert mail_cli.send_queued() == (0, 1)
+    assert mail_cli.send_queued(clinic="NORD") == (0, 1)
     err = capsys.readouterr().err
     maildir = home.resolve() / "maildir"
     assert err.startswith(
@@ -289,7 +296,7 @@ def test_smtp_delivery_refusal_and_retry(
     smtp_server.handler.refuse = True
     message_id = enqueue(db_url, home)
     capsys.readouterr()
-    assert mail_cli.send_queued() == (0, 1)
+    assert mail_cli.send_queued(clinic="NORD") == (0, 1)
     error = f"SMTP 550 5.1.1 mailbox unavailable (recipient {TO})"
     assert capsys.readouterr().err == (
         f"Warning: 1 e-mail could not be sent ({error}); it stays queued: {RETRY}\n"
@@ -329,7 +336,7 @@ def test_smtp_down_or_misconfigured(
     enqueue(db_url, home, to="a@example.dk")
     enqueue(db_url, home, to="b@example.dk")
     capsys.readouterr()
-    assert mail_cli.send_queued() == (0, 2)
+    assert mail_cli.send_queued(clinic="NORD") == (0, 2)
     error = f"cannot connect to SMTP server 127.0.0.1:{port}: Connection refused"
     assert capsys.readouterr().err == (
         f"Warning: 2 e-mails could not be sent ({error}); they stay queued: {RETRY}\n"
@@ -357,7 +364,7 @@ def test_smtp_down_or_misconfigured(
     # an invalid setting from the environment: send_queued warns, never raises
     monkeypatch.setenv("PATIENTPORTAL_SMTP_PORT", "notaport")
     capsys.readouterr()
-    assert mail_cli.send_queued() == (0, 1)
+    assert mail_cli.send_queued(clinic="NORD") == (0, 1)
     assert capsys.readouterr().err == (
         "Warning: e-mail could not be sent (Invalid smtp-port 'notaport': use a number "
         f"from 1 to 65535.); it stays queued: {RETRY}\n"

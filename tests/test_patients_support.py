@@ -19,7 +19,7 @@ from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import AuditEvent, Clinic, ClinicLink, PortalUser
 from tests.conftest import PASSWORD, Cli, Staff
 
-ACTIVATION_CODE = re.compile(r"^\s+([A-Z0-9]{4}-[A-Z0-9]{4})\s*$", re.M)
+ACTIVATION_CODE = re.compile(r"^\s+([A-Z0-9]{4}(?:-[A-Z0-9]{4}){3})\s*$", re.M)
 SECURITY_CODE = re.compile(r"^\s+([0-9]{6})\s*$", re.M)
 
 

@@ -23,7 +23,7 @@ from patientportal_cli.db.models import AuditEvent, Clinic, ClinicLink, PortalUs
 from tests.conftest import Cli
 
 SECURITY_CODE = re.compile(r"^\s+([0-9]{6})\s*$", re.M)
-ACTIVATION_CODE = re.compile(r"^\s+([A-Z0-9]{4}-[A-Z0-9]{4})\s*$", re.M)
+ACTIVATION_CODE = re.compile(r"^\s+([A-Z0-9]{4}(?:-[A-Z0-9]{4}){3})\s*$", re.M)
 
 
 class Inbox:

@@ -157,7 +157,7 @@ def set_registration(
     if handled:  # the patients' e-mails about the decisions
         from patientportal_cli.cli.mail import send_queued
 
-        send_queued()
+        send_queued(clinic=clinic.code)
 
 
 @command(app, "services")

@@ -157,7 +157,7 @@ def _build(output: Output, home: Path) -> str | None:
                 password=lambda: PASSWORD,
             )
         token, _ = auth.login(session, username="lars", password=PASSWORD, clinic_code="NORD")
-    sent, _failed = send_queued(output, quiet=True)
+    sent, _failed = send_queued(output, clinic=None, quiet=True)
     output.message(
         f"Imported {imported} patients from the sample file; {sent} e-mails delivered to "
         f"{home / 'maildir'}."

@@ -73,8 +73,11 @@ def _failure_text(failed: int, errors: list[str]) -> str:
     return f"{_emails(failed)} could not be sent ({reason}); {stays}: {RETRY_HINT}"
 
 
-def send_queued(output: Output | None = None, *, quiet: bool = False) -> tuple[int, int]:
-    """Deliver the outbox now; call it right AFTER the change was committed.
+def send_queued(
+    output: Output | None = None, *, clinic: str | None, quiet: bool = False
+) -> tuple[int, int]:
+    """Deliver ``clinic``'s queued mail now (None: every clinic's, for the demo); call
+    it right AFTER the change was committed.
 
     Returns (sent, failed). Never raises and never undoes anything: a failure leaves
     the messages queued and prints one warning line on stderr (unless ``quiet``: then
@@ -86,7 +89,9 @@ def send_queued(output: Output | None = None, *, quiet: bool = False) -> tuple[i
     try:
         settings = mail_settings()
         with database() as session:
-            sent, failed, errors = delivery.deliver(session, settings=settings)
+            sent, failed, errors = delivery.deliver(
+                session, settings=settings, clinic_code=clinic
+            )
     except Exception as exc:  # the change is committed; mail trouble must not hide that
         if debug():
             raise
@@ -123,25 +128,30 @@ QUEUE_COLUMNS = [
 
 @command(app, "queue")
 def queue(fmt: OutputOpt = Fmt.table) -> None:
-    """List the e-mails waiting to be sent (all clinics), with their last error."""
+    """List this clinic's e-mails waiting to be sent, with their last error."""
     from patientportal_cli.services import outbox
 
     output = out(fmt)
-    with staff_session(output) as (session, _actor):
-        rows = [queue_row(m) for m in outbox.queued(session)]
+    with staff_session(output) as (session, actor):
+        clinic_id, _code = actor.require_clinic()
+        mine = outbox.queued(session, clinic_id=clinic_id, legacy=actor.may_create_clinics)
+        rows = [queue_row(m) for m in mine]
     output.rows(rows, QUEUE_COLUMNS, title="Queued e-mail", empty="No e-mail is queued.")
 
 
 @command(app, "send")
 def send() -> None:
-    """Deliver every queued e-mail now (exit 1 if any still fails)."""
+    """Deliver this clinic's queued e-mail now (exit 1 if any still fails)."""
     from patientportal_cli.errors import MailError
     from patientportal_cli.services import delivery
 
     output = out()
     settings = mail_settings()
-    with staff_session(output) as (session, _actor):
-        sent, failed, errors = delivery.deliver(session, settings=settings)
+    with staff_session(output) as (session, actor):
+        _clinic_id, code = actor.require_clinic()
+        sent, failed, errors = delivery.deliver(
+            session, settings=settings, clinic_code=code, legacy=actor.may_create_clinics
+        )
     if not sent and not failed:
         output.message("No e-mail is queued.")
         return

@@ -175,7 +175,7 @@ def import_(
     if applied.mails and not no_send:
         from patientportal_cli.cli.mail import send_queued
 
-        sent, _failed = send_queued(output)
+        sent, _failed = send_queued(output, clinic=ctx.clinic_code)
         if sent:
             output.message(f"E-mails sent: {sent}.")
     elif applied.mails:

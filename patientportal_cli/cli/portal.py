@@ -142,7 +142,7 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
     output = out()
     with database() as session:
         sent = portal.start_two_factor(session, cpr=number, clinic_code=clinic, password=password)
-    send_queued(output)
+    send_queued(output, clinic=clinic)
     with database() as session:
         arrived = portal.delivered(session, message_id=sent.message_id)
     if not arrived:

@@ -94,4 +94,4 @@ def register(
             f"The existing portal user is now linked to {where} (password unchanged); "
             f"services: {granted}."
         )
-    send_queued(output)
+    send_queued(output, clinic=done.clinic_code)

@@ -236,8 +236,10 @@ def _decide_each(ids: list[int], clinic_code: str | None, decide: Any, text: Any
 
     output = out()
     failed = 0
+    clinic: str | None = None
     try:
         with staff_session(output, clinic=clinic_code) as (session, actor):
+            clinic = actor.clinic_code
             for request_id in dict.fromkeys(ids):
                 try:
                     decided = decide(session, actor, request_id)
@@ -247,7 +249,8 @@ def _decide_each(ids: list[int], clinic_code: str | None, decide: Any, text: Any
                     continue
                 output.success(text(decided))
     finally:
-        send_queued(output)
+        if clinic:
+            send_queued(output, clinic=clinic)
     if failed:
         raise typer.Exit(1)
 
@@ -311,12 +314,14 @@ def review(clinic_code: ClinicOpt = None) -> None:
         raise InvalidInput(REVIEW_HINT)
     output = out()
     counts = {"approved": 0, "rejected": 0, "skipped": 0, "gone": 0, "left": 0}
+    clinic: str | None = None
     try:
         with staff_session(output, clinic=clinic_code) as (session, actor):
+            clinic = actor.clinic_code
             _review(session, actor, output, counts)
     finally:
         if counts["approved"] or counts["rejected"]:
-            send_queued(output)
+            send_queued(output, clinic=clinic)
     if sum(counts.values()):
         parts = [
             f"{counts['approved']} approved",

@@ -153,13 +153,23 @@ class OneTimeCode(SQLModel, table=True):
 
 
 class Outbox(SQLModel, table=True):
+    """A queued e-mail as its intent: the text (and any code in it) is made at delivery.
+
+    ``args`` are the template's non-secret arguments as JSON, emptied once sent; ``body``
+    is only set on messages queued before schema revision 0003.
+    """
+
     id: int | None = Field(default=None, primary_key=True)
     recipient: str = Field(max_length=320)
     subject: str = Field(max_length=300)
     template: str = Field(max_length=64)
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    args: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    user_id: int | None = None
+    clinic_id: int | None = Field(default=None, foreign_key="clinic.id", index=True)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = Field(default=None, index=True)
+    discarded_at: datetime | None = None
     attempts: int = Field(default=0)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 

@@ -1,6 +1,19 @@
 """One-time codes: activation codes (set a password; 7 days) and login security codes
-(6 digits; 10 minutes; at most 5 wrong tries). Only a hash of a code is stored; a code
-is used once; issuing a new code of a purpose ends the older ones of that purpose.
+(6 digits; 10 minutes; at most 5 wrong tries). A code is used once; issuing a new code
+of a purpose ends the older ones of that purpose.
+
+Only a hash of a code is stored, chosen so that a copy of the database does not give
+the code back faster than guessing it online would:
+
+- an activation code is 16 characters from a 32-letter alphabet (80 random bits), so a
+  fast hash (SHA-256) is enough: nobody tries 2^80 candidates;
+- a security code has only 10^6 possible values, so it is hashed like a password
+  (argon2id with its own salt, ``services/passwords.py``): trying them all costs
+  10^6 argon2 hashes, far longer than the 10 minutes the code lives
+  (``benchmarks/code_guessing.py`` measures it).
+
+Codes are made when their e-mail is delivered (``services/delivery.py``), never stored
+in clear, not even in the outbox.
 """
 
 from __future__ import annotations
@@ -14,23 +27,44 @@ from sqlmodel import Session, col, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import OneTimeCode
+from patientportal_cli.services import passwords
 
 ACTIVATION = "activation"
 LOGIN = "login"
 LIFETIME = {ACTIVATION: timedelta(days=7), LOGIN: timedelta(minutes=10)}
 MAX_ATTEMPTS = 5
 _ACTIVATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+ACTIVATION_LENGTH = 16  # letters of 5 bits: 80 bits
 
 
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().replace("-", "").encode()).hexdigest()
+def _normalize(code: str) -> str:
+    return "".join(code.split()).upper().replace("-", "")
+
+
+def _fast_hash(code: str) -> str:
+    return hashlib.sha256(_normalize(code).encode()).hexdigest()
+
+
+def _hash(purpose: str, code: str) -> str:
+    if purpose == LOGIN:
+        return passwords.hash_password(_normalize(code))
+    return _fast_hash(code)
+
+
+def _matches(purpose: str, stored: str, code: str) -> bool:
+    if purpose == LOGIN:
+        return passwords.verify_password(stored, _normalize(code))
+    return hmac.compare_digest(stored, _fast_hash(code))
+
+
+def _grouped(raw: str) -> str:
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 def _new_code(purpose: str) -> str:
     if purpose == LOGIN:
         return f"{secrets.randbelow(1_000_000):06d}"
-    raw = "".join(secrets.choice(_ACTIVATION_ALPHABET) for _ in range(8))
-    return f"{raw[:4]}-{raw[4:]}"
+    return _grouped("".join(secrets.choice(_ACTIVATION_ALPHABET) for _ in range(ACTIVATION_LENGTH)))
 
 
 def issue(session: Session, *, user_id: int, purpose: str, clinic_id: int | None = None) -> str:
@@ -51,7 +85,7 @@ def issue(session: Session, *, user_id: int, purpose: str, clinic_id: int | None
             user_id=user_id,
             clinic_id=clinic_id,
             purpose=purpose,
-            code_hash=_hash(code),
+            code_hash=_hash(purpose, code),
             created_at=now,
             expires_at=now + LIFETIME[purpose],
         )
@@ -84,7 +118,7 @@ def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
         return "none"
     if row.expires_at <= now:
         return "expired"
-    if not hmac.compare_digest(row.code_hash, _hash(code)):
+    if not _matches(purpose, row.code_hash, code):
         row.attempts += 1
         if row.attempts >= MAX_ATTEMPTS:
             row.used_at = now
@@ -95,20 +129,3 @@ def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
     row.used_at = now
     session.add(row)
     return "ok"
-
-
-def new_activation_codes(count: int) -> list[tuple[str, str]]:
-    """``count`` fresh activation codes as (code in clear, its stored hash), for bulk use.
-
-    The same alphabet and form as ``issue`` (XXXX-XXXX); 8 random bytes per code, each
-    taken modulo 32 (256 is a multiple of 32, so every letter is equally likely).
-    """
-    raw = secrets.token_bytes(8 * count)
-    letters = _ACTIVATION_ALPHABET.encode()
-    table = bytes(letters[b % 32] for b in range(256))
-    text = raw.translate(table).decode()
-    result = []
-    for i in range(0, 8 * count, 8):
-        code = f"{text[i : i + 4]}-{text[i + 4 : i + 8]}"
-        result.append((code, _hash(code)))
-    return result

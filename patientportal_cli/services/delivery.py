@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import email.utils
+import json
 import mailbox
 import os
 import smtplib
@@ -21,6 +22,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -29,9 +31,9 @@ from sqlmodel import Session, col, select
 
 from patientportal_cli import files
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import Outbox
+from patientportal_cli.db.models import Clinic, Outbox
 from patientportal_cli.errors import DomainError, InvalidInput, MailError
-from patientportal_cli.services import outbox
+from patientportal_cli.services import codes, mailtexts, outbox
 
 DEFAULT_FROM = "Patientportal <no-reply@patientportal.invalid>"
 DEFAULT_SMTP_PORT = 587
@@ -136,16 +138,37 @@ def _seven_bit(msg: EmailMessage) -> None:
         msg.set_content(msg.get_content(), charset="utf-8", cte="quoted-printable")
 
 
-def _outbox_message(message: Outbox, settings: MailSettings) -> EmailMessage:
+def _outbox_message(session: Session, message: Outbox, settings: MailSettings) -> EmailMessage:
+    """The e-mail of a claimed message, written now; a code in it is issued now (its
+    hash is stored in this transaction, which commits only once the e-mail is sent)."""
+    if message.body is not None:  # queued before schema revision 0003: sent as it is
+        subject, body = message.subject, message.body
+    else:
+        code = None
+        purpose = mailtexts.CODE_TEMPLATES.get(message.template)
+        if purpose is not None:
+            if message.user_id is None:
+                raise MailError(f"Message {message.id} names no patient for its code.")
+            code = codes.issue(
+                session, user_id=message.user_id, purpose=purpose, clinic_id=message.clinic_id
+            )
+        subject, body = mailtexts.render(message.template, json.loads(message.args), code)
     # A stable Message-ID: should a message ever be sent twice, receivers can tell.
     stamp = message.created_at.strftime("%Y%m%d%H%M%S%f") if message.created_at else "0"
     return build_message(
         sender=settings.sender,
         recipient=message.recipient,
-        subject=message.subject,
-        body=message.body,
+        subject=subject,
+        body=body,
         message_id=f"<outbox-{message.id}.{stamp}@{_domain(settings.sender)}>",
     )
+
+
+def _stale(message: Outbox, now: datetime) -> bool:
+    """A security code for a login older than a code's lifetime: nobody waits for it."""
+    if mailtexts.CODE_TEMPLATES.get(message.template) != codes.LOGIN:
+        return False
+    return message.created_at + codes.LIFETIME[codes.LOGIN] <= now
 
 
 # --- transports -----------------------------------------------------------------------
@@ -367,17 +390,59 @@ def _fail(session: Session, message: Outbox, error: str) -> None:
     session.commit()
 
 
-def deliver(session: Session, *, settings: MailSettings) -> tuple[int, int, list[str]]:
-    """Send every queued message: (sent, failed, the distinct errors in order)."""
-    ids = [m.id for m in outbox.queued(session) if m.id is not None]
+def _sent(session: Session, message: Outbox, now: datetime) -> None:
+    """Mark sent and keep no text: what was sent to whom and when stays (template,
+    recipient, subject, times); the arguments (names, reasons) and any old body go."""
+    message.sent_at = now
+    message.attempts += 1
+    message.error = None
+    message.args = "{}"
+    message.body = None
+    session.add(message)
+    session.commit()
+
+
+def _discard(session: Session, message: Outbox, now: datetime) -> None:
+    message.discarded_at = now
+    message.error = "not sent: the login it belongs to is older than the code's lifetime"
+    message.args = "{}"
+    session.add(message)
+    session.commit()
+
+
+def deliver(
+    session: Session,
+    *,
+    settings: MailSettings,
+    clinic_code: str | None = None,
+    legacy: bool = False,
+) -> tuple[int, int, list[str]]:
+    """Send the queued messages once: ``clinic_code``'s (with those of no clinic when
+    ``legacy``), or every clinic's when it is None. Returns (sent, failed, the distinct
+    errors in order)."""
+    clinic_id = None
+    if clinic_code is not None:
+        clinic_id = session.exec(
+            select(Clinic.id).where(Clinic.code == clinic_code.strip().upper())
+        ).first()
+        if clinic_id is None:
+            return 0, 0, []
+    ids = [
+        m.id for m in outbox.queued(session, clinic_id=clinic_id, legacy=legacy) if m.id is not None
+    ]
     session.commit()  # end the reading transaction before any network I/O
     if not ids:
         return 0, 0, []
     sent = failed = 0
     errors: list[str] = []
 
-    def failure(message: Outbox, error: str) -> None:
+    def failure(message_id: int, error: str) -> None:
         nonlocal failed
+        session.rollback()  # undo a code issued for the message
+        message = _claim(session, message_id)
+        if message is None:
+            session.rollback()
+            return
         _fail(session, message, error)
         failed += 1
         if error not in errors:
@@ -392,11 +457,7 @@ def deliver(session: Session, *, settings: MailSettings) -> tuple[int, int, list
         if transport is not None:
             transport.close()
         for message_id in ids:
-            message = _claim(session, message_id)
-            if message is None:
-                session.rollback()
-                continue
-            failure(message, str(exc))
+            failure(message_id, str(exc))
         return sent, failed, errors
 
     try:
@@ -405,16 +466,16 @@ def deliver(session: Session, *, settings: MailSettings) -> tuple[int, int, list
             if message is None:  # sent meanwhile, or another process is sending it
                 session.rollback()
                 continue
-            try:
-                transport.send(_outbox_message(message, settings))
-            except MailError as exc:
-                failure(message, str(exc))
+            now = utcnow()
+            if _stale(message, now):
+                _discard(session, message, now)
                 continue
-            message.sent_at = utcnow()
-            message.attempts += 1
-            message.error = None
-            session.add(message)
-            session.commit()
+            try:
+                transport.send(_outbox_message(session, message, settings))
+            except MailError as exc:
+                failure(message_id, str(exc))
+                continue
+            _sent(session, message, now)
             sent += 1
     finally:
         transport.close()

@@ -9,6 +9,9 @@ text, so nothing in it is interpreted. Subjects are kept to one line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from patientportal_cli.services.catalog import SERVICES
 
 PORTAL = "Patientportalen"
@@ -177,6 +180,33 @@ def no_mitid_cleared(*, name: str, clinic_name: str) -> tuple[str, str]:
         ],
         clinic_name,
     )
+
+
+# template name -> the function that writes it. The outbox stores a message as its
+# template and arguments (never a code) and ``render`` writes it at delivery.
+TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
+    "activation": activation,
+    "security_code": security_code,
+    "registered": registered,
+    "request_received": request_received,
+    "request_approved": request_approved,
+    "request_rejected": request_rejected,
+    "no_mitid_set": no_mitid_set,
+    "no_mitid_cleared": no_mitid_cleared,
+}
+# templates that carry a one-time code, made at delivery: template -> the code's purpose
+# (``services/codes.py``)
+CODE_TEMPLATES = {"activation": "activation", "security_code": "login"}
+# what a subject is written with before the code exists (no subject contains a code)
+_NO_CODE = "\u2026"
+
+
+def render(template: str, args: dict[str, Any], code: str | None = None) -> tuple[str, str]:
+    """(subject, body) of a stored intent; ``code`` for the templates in CODE_TEMPLATES."""
+    write = TEMPLATES[template]
+    if template in CODE_TEMPLATES:
+        return write(**args, code=code if code is not None else _NO_CODE)
+    return write(**args)
 
 
 def transport_test() -> tuple[str, str]:

@@ -1,25 +1,65 @@
 """The outbox: mail to send, written in the same transaction as the change causing it.
 
-Delivery (Maildir or SMTP) happens after commit, in ``services/delivery.py``; a failed
-delivery leaves the message queued with its error and never undoes the change.
+A message is stored as its intent: the template, the recipient, the clinic it belongs
+to, the patient, and the template's non-secret arguments. Its text, and any activation
+or security code in it, is written only when it is delivered (``services/delivery.py``),
+so the database never holds a code that can be read back. A failed delivery leaves the
+message queued with its error and never undoes the change.
+
+Every message belongs to a clinic (``clinic_id``): staff list and deliver only their own
+clinic's mail. Messages queued before schema revision 0003 have no clinic; only staff
+who may create clinics (the installation's own administrators) see and send those.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+import json
+from typing import Any
+
+from sqlmodel import Session, col, or_, select
 
 from patientportal_cli.db.models import Outbox
+from patientportal_cli.services import mailtexts
 
 
-def enqueue(session: Session, *, to: str, template: str, subject: str, body: str) -> Outbox:
-    message = Outbox(recipient=to, template=template, subject=subject, body=body)
+def enqueue(
+    session: Session,
+    *,
+    to: str,
+    template: str,
+    clinic_id: int | None,
+    user_id: int | None = None,
+    **args: Any,
+) -> Outbox:
+    """Queue ``template`` written with ``args`` (JSON values; never a code or password)."""
+    subject, _ = mailtexts.render(template, args)
+    message = Outbox(
+        recipient=to,
+        template=template,
+        subject=subject,
+        args=json.dumps(args, ensure_ascii=False, sort_keys=True),
+        user_id=user_id,
+        clinic_id=clinic_id,
+    )
     session.add(message)
     session.flush()
     return message
 
 
-def queued(session: Session, *, limit: int | None = None) -> list[Outbox]:
-    query = select(Outbox).where(col(Outbox.sent_at).is_(None)).order_by(col(Outbox.id))
+def queued(
+    session: Session,
+    *,
+    clinic_id: int | None = None,
+    legacy: bool = False,
+    limit: int | None = None,
+) -> list[Outbox]:
+    """Messages waiting to be sent, oldest first: every clinic's when ``clinic_id`` is
+    None, else that clinic's, with those that have no clinic when ``legacy``."""
+    query = select(Outbox).where(col(Outbox.sent_at).is_(None), col(Outbox.discarded_at).is_(None))
+    if clinic_id is not None:
+        mine = col(Outbox.clinic_id) == clinic_id
+        query = query.where(or_(mine, col(Outbox.clinic_id).is_(None)) if legacy else mine)
+    query = query.order_by(col(Outbox.id))
     if limit:
         query = query.limit(limit)
     return list(session.exec(query))

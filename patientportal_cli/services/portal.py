@@ -32,7 +32,7 @@ from sqlmodel import Session, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
-from patientportal_cli.services import access, audit, codes, mailtexts, outbox, passwords
+from patientportal_cli.services import access, audit, codes, outbox, passwords
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
@@ -336,12 +336,15 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             why=reason,
         )
 
-    code = codes.issue(session, user_id=user.id, purpose=codes.LOGIN, clinic_id=clinic.id)
-    subject, body = mailtexts.security_code(
-        name=user.name, code=code, minutes=CODE_MINUTES, clinic_name=clinic.name
-    )
     message = outbox.enqueue(
-        session, to=user.email, template="security_code", subject=subject, body=body
+        session,
+        to=user.email,
+        template="security_code",
+        clinic_id=clinic.id,
+        user_id=user.id,
+        name=user.name,
+        minutes=CODE_MINUTES,
+        clinic_name=clinic.name,
     )
     assert message.id is not None
     _record(

@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, update
 from sqlmodel import Session, col, select
@@ -38,7 +39,7 @@ from patientportal_cli.db.models import (
     RegistrationRequest,
 )
 from patientportal_cli.errors import AlreadyDecided, Forbidden, InvalidInput, NotFound
-from patientportal_cli.services import audit, catalog, mailtexts, outbox, users
+from patientportal_cli.services import audit, catalog, outbox, users
 from patientportal_cli.services.auth import Actor
 
 STATUSES = ("pending", "approved", "rejected", "withdrawn")
@@ -279,14 +280,10 @@ def _decide(
             link_created=linked.link_created,
             differences=sorted(linked.differences),
         )
-        subject, body = mailtexts.request_approved(
-            name=request.name, clinic_name=clinic.name, services=grant
-        )
+        mail: dict[str, Any] = {"services": grant}
     else:
         details["reason"] = request.reason
-        subject, body = mailtexts.request_rejected(
-            name=request.name, clinic_name=clinic.name, reason=request.reason
-        )
+        mail = {"reason": request.reason}
     request.password_hash = None  # moved to the new user, or no longer needed
     session.add(request)
     audit.record(
@@ -298,7 +295,13 @@ def _decide(
         details=details,
     )
     outbox.enqueue(
-        session, to=request.email, template=f"request_{status}", subject=subject, body=body
+        session,
+        to=request.email,
+        template=f"request_{status}",
+        clinic_id=clinic.id,
+        name=request.name,
+        clinic_name=clinic.name,
+        **mail,
     )
     return result
 

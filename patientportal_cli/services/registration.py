@@ -33,7 +33,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, PortalUser, RegistrationRequest
 from patientportal_cli.errors import Conflict, Refused
-from patientportal_cli.services import audit, catalog, mailtexts, outbox, passwords, users
+from patientportal_cli.services import audit, catalog, outbox, passwords, users
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
@@ -200,8 +200,14 @@ def _request(
         target=f"request:{request.id}",
         details={"cpr": cpr, "services": asked, "existing_user": existing},
     )
-    subject, body = mailtexts.request_received(name=name, clinic_name=clinic.name)
-    outbox.enqueue(session, to=email, template="request_received", subject=subject, body=body)
+    outbox.enqueue(
+        session,
+        to=email,
+        template="request_received",
+        clinic_id=clinic.id,
+        name=name,
+        clinic_name=clinic.name,
+    )
     session.commit()
     return Registration(
         outcome="requested",
@@ -260,8 +266,14 @@ def _open(
             "differences": sorted(linked.differences),
         },
     )
-    subject, body = mailtexts.registered(name=name, clinic_name=clinic.name)
-    outbox.enqueue(session, to=email, template="registered", subject=subject, body=body)
+    outbox.enqueue(
+        session,
+        to=email,
+        template="registered",
+        clinic_id=clinic.id,
+        name=name,
+        clinic_name=clinic.name,
+    )
     session.commit()
     return Registration(
         outcome="created" if linked.user_created else "linked",
