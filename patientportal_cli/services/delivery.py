@@ -1,9 +1,12 @@
 """Delivering the outbox: into a local Maildir (default) or through an SMTP server.
 
-``deliver`` sends every queued message once. Each message is claimed (row lock on
-PostgreSQL; the database write lock on SQLite), sent, and marked sent in its own
-transaction, so a crash or a parallel run never sends what was already sent. A failed
-message stays queued with its error and ``attempts`` + 1; nothing else is undone.
+``deliver`` sends every queued message (of one clinic) once. Each message is claimed
+(row lock on PostgreSQL; the database write lock on SQLite), written from its intent
+(an activation or security code is issued now, in the same transaction, so only its
+hash is ever stored), sent, and marked sent in its own transaction, so a crash or a
+parallel run never sends what was already sent. A failed message stays queued with its
+error and ``attempts`` + 1, and the code issued for it is rolled back; nothing else is
+undone. A security code whose login is older than the code's lifetime is discarded.
 
 The settings come from the caller (the CLI reads config.toml and the keyring): this
 module never reads configuration itself.
