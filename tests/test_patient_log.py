@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Cli, Staff
 from tests.test_patients_support import db_session, events, second_clinic
@@ -14,7 +15,7 @@ NUMBER = "0102031234"
 OTHER = "050690-4321"
 
 
-def _log(cli: Cli, *extra: str) -> list[dict[str, object]]:
+def _log(cli: Cli, *extra: str) -> list[dict[str, Any]]:
     rows = json.loads(cli(["patient", "log", CPR, "-o", "json", *extra]).stdout)
     assert isinstance(rows, list)
     return rows
