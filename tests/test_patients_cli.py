@@ -57,7 +57,7 @@ def test_create_new_user_links_and_mails_activation_code(
     assert r.stdout == ""
     assert r.stderr == CREATED + INVITED
     code = Inbox(home).activation_code("ida@example.dk")
-    assert len(code) == 9
+    assert len(code) == 19  # XXXX-XXXX-XXXX-XXXX: 80 bits
     with db_session(db_url, home) as s:
         [user] = users_with_cpr(s, "0102031234")
         assert (user.name, user.email, user.origin, user.password_hash) == (

@@ -228,8 +228,8 @@ def test_migration_0003_keeps_queued_text_and_empties_sent_bodies(
                 },
             ],
         )
-    migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.HEAD == "0003"
+    migrate.upgrade(engine)  # 0003, and whatever came after it
+    assert migrate.current(engine) == migrate.HEAD
     rows = _pg_or_sqlite_rows(
         engine, "SELECT recipient, body, args, clinic_id FROM outbox ORDER BY id"
     )

@@ -87,6 +87,9 @@ class PortalUser(SQLModel, table=True):
     failed_logins: int = Field(default=0)
     locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # when the password and e-mail became usable for two-factor login (see migration
+    # 0004 and services/portal.py); None: chosen at self-registration, not yet vouched
+    credentials_vouched_at: datetime | None = None
 
 
 class ClinicLink(SQLModel, table=True):
@@ -147,6 +150,20 @@ class OneTimeCode(SQLModel, table=True):
     expires_at: datetime
     attempts: int = Field(default=0)
     used_at: datetime | None = None
+    # security codes: sha256 of the attempt id given to whoever passed the password step
+    attempt_hash: str | None = Field(default=None, max_length=64)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins and the lock per login name (sha256 of "staff:NAME" or
+    "patient:CPR"), for names that exist and names that do not alike."""
+
+    __tablename__ = "login_throttle"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True, index=True)
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    locked_until: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 # --- mail and audit ------------------------------------------------------------------
