@@ -137,6 +137,8 @@ class RegistrationRequest(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # set when the request was made inside a MitID login (portal register --login mitid)
+    mitid_verified_at: datetime | None = None
 
 
 class OneTimeCode(SQLModel, table=True):

@@ -10,6 +10,8 @@
   when a clinic confirmed their current e-mail with the flag; the rest stay unvouched.
 - ``one_time_code.attempt_hash``: a security code can be tried only by whoever passed
   the password step of the same login (the attempt id it was given).
+- ``registration_request.mitid_verified_at``: the request was made inside a MitID login
+  (``portal register --login mitid``); only such a request speaks for the patient.
 
 Revision ID: 0004
 Revises: 0003
@@ -45,6 +47,10 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("one_time_code", schema=None) as batch_op:
         batch_op.add_column(sa.Column("attempt_hash", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("registration_request", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("mitid_verified_at", sa.DateTime(timezone=True), nullable=True)
+        )
 
     user = sa.table(
         "portal_user",
@@ -82,6 +88,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("registration_request", schema=None) as batch_op:
+        batch_op.drop_column("mitid_verified_at")
     with op.batch_alter_table("one_time_code", schema=None) as batch_op:
         batch_op.drop_column("attempt_hash")
     with op.batch_alter_table("portal_user", schema=None) as batch_op:
