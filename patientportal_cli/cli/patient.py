@@ -1,4 +1,5 @@
-"""patient: create, link, unlink, show, list, invite, unlock, access."""
+"""patient: create, link, unlink, show, list, invite, unlock, access, log, update,
+reset-password."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from patientportal_cli.cli.common import (
 
 if TYPE_CHECKING:
     from patientportal_cli.output import Output
+    from patientportal_cli.services.patient_account import UpdateResult
     from patientportal_cli.services.patients import LinkResult
 
 app = typer.Typer(
@@ -62,7 +64,9 @@ LIST_COLUMNS = [
 ]
 
 
-def _confirm_owner(email: str | None) -> None:
+def _confirm_owner(
+    email: str | None, *, why: str = "the no-MitID flag needs that confirmation"
+) -> None:
     """Ask on a terminal that ``email`` belongs to the patient (or exit 2 without one);
     ``email`` None: the address was just typed (not shown: see ``_typed_email``)."""
     from patientportal_cli import prompts
@@ -79,7 +83,7 @@ def _confirm_owner(email: str | None) -> None:
         flag="--confirm-email-owner",
     )
     if not ok:
-        raise Refused("Not confirmed: the no-MitID flag needs that confirmation. Nothing changed.")
+        raise Refused(f"Not confirmed: {why}. Nothing changed.")
 
 
 def _report_link(output: Output, result: LinkResult) -> None:
@@ -427,3 +431,176 @@ def log(
             title=f"Log of {mask_cpr(number)} at {actor.clinic_code}",
             empty="Nothing in the log yet.",
         )
+
+
+@command(app, "update")
+def update(
+    cpr: CprArg,
+    name: Annotated[str | None, typer.Option("--name", help="The patient's new name.")] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="The patient's new e-mail address.")
+    ] = None,
+    confirm_email_owner: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-email-owner",
+            help="Confirm that the new e-mail address belongs to the patient or to a person "
+            "with power of attorney (fuldmagt); needed when the no-MitID flag is set here.",
+        ),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Correct the patient's name and/or e-mail (the portal user all clinics share).
+
+    A new e-mail is vouched for by the clinic: security codes go to it from now on, codes
+    sent to the old address stop working, and the old address gets a notice. With the
+    no-MitID flag set here, the new address needs --confirm-email-owner (asked on a
+    terminal); a no-MitID flag at another clinic confirmed the old address and is removed
+    there.
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services import patient_account, patients
+    from patientportal_cli.services.cpr import normalize_cpr
+
+    number = normalize_cpr(cpr)
+    name, email = patient_account.check_update(name, email)
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        if email is not None and not confirm_email_owner and not dry_run:
+            facts = patients.summary(session, actor=actor, cpr=number)
+            if facts["no_mitid"] and facts["email"].casefold() != email.casefold():
+                output.message(
+                    f"The no-MitID flag is set at clinic {facts['clinic_code']}: security "
+                    f"codes will go to the new address {email}."
+                )
+                if not prompts.interactive():
+                    from patientportal_cli.services import nomitid
+
+                    raise nomitid.confirmation_missing()
+                _confirm_owner(None, why="the no-MitID flag here needs it for the new address")
+                confirm_email_owner = True
+        result = patient_account.update(
+            session,
+            actor=actor,
+            cpr=number,
+            name=name,
+            email=email,
+            email_owner_confirmed=confirm_email_owner,
+            dry_run=dry_run,
+        )
+    _report_update(output, result, actor.username)
+    if result.changed and not dry_run:
+        send_queued(output, clinic=actor.clinic_code)
+
+
+def _report_update(output: Output, result: UpdateResult, username: str) -> None:
+    from patientportal_cli.services.masking import mask_cpr
+
+    cpr = mask_cpr(result.cpr)
+    if not result.changed:
+        output.message(f"{cpr} ({result.name}) already has that name and e-mail; nothing changed.")
+        return
+    parts = []
+    if "email" in result.changed:
+        parts.append(f"e-mail {result.old_email} -> {result.email}")
+    if "name" in result.changed:
+        parts.append(f"name {result.old_name} -> {result.name}")
+    lead = "Dry run: would have updated" if result.dry_run else "Updated"
+    output.success(f"{lead} {cpr} at clinic {result.clinic_code}: {'; '.join(parts)}.")
+    if "email" in result.changed:
+        if result.dry_run:
+            if result.no_mitid_here:
+                output.message(
+                    f"The no-MitID flag is set at clinic {result.clinic_code}: the change "
+                    "needs --confirm-email-owner (asked on a terminal)."
+                )
+            output.message(
+                f"Would e-mail a notice to the old address {result.old_email}; codes sent "
+                "there would stop working."
+            )
+        else:
+            if result.email_owner_confirmed:
+                output.message(
+                    f"Recorded: {username} confirmed that {result.email} belongs to the "
+                    "patient or to a person with power of attorney."
+                )
+            output.message(
+                f"Notice e-mailed to the old address {result.old_email}; activation and "
+                "security codes sent there no longer work."
+            )
+            output.message(
+                "A no-MitID flag the patient may have at other clinics confirmed the old "
+                "address: it is removed there until those clinics confirm the new one."
+            )
+            if not result.activated:
+                output.message(
+                    "The patient has not chosen a password yet: send an activation code to "
+                    "the new address with `patientportal patient invite CPR`."
+                )
+    if result.dry_run:
+        output.message("Nothing was changed.")
+
+
+@command(app, "reset-password")
+def reset_password(
+    cpr: CprArg,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Clear the patient's password and e-mail a fresh activation code.
+
+    The old password stops working at once; open activation and security codes end and
+    any two-factor lock is lifted. The code goes to the e-mail on record (correct it
+    first with `patient update` if it is wrong). Asks for confirmation unless --yes.
+    """
+    from patientportal_cli import prompts
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.errors import MissingInput, Refused
+    from patientportal_cli.services import patient_account, patients
+    from patientportal_cli.services.cpr import normalize_cpr
+    from patientportal_cli.services.masking import mask_cpr
+
+    number = normalize_cpr(cpr)
+    if not yes and not dry_run and not prompts.interactive():
+        raise MissingInput("--yes", "confirmation")
+    output = out()
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        if not yes and not dry_run:
+            facts = patients.summary(session, actor=actor, cpr=number)
+            if not prompts.confirm(
+                f"Reset the password of {mask_cpr(facts['cpr'])} ({facts['name']})? The "
+                "password stops working at once and a new activation code is e-mailed to "
+                f"{facts['email']}.",
+                flag="--yes",
+            ):
+                raise Refused("Not reset; nothing changed.")
+        result = patient_account.reset_password(session, actor=actor, cpr=number, dry_run=dry_run)
+    who = f"{mask_cpr(result.cpr)} ({result.name})"
+    if result.dry_run:
+        output.success(
+            f"Dry run: would have reset the password of {who}: "
+            + ("the password would stop working, " if result.had_password else "")
+            + "open activation and security codes would end and any lock would be lifted."
+        )
+        output.message(
+            f"Would e-mail a new activation code to {result.email} "
+            f"(valid {result.valid_days} days)."
+        )
+        output.message("Nothing was changed.")
+        return
+    output.success(
+        f"Password reset for {who}: "
+        + (
+            "the old password no longer works; "
+            if result.had_password
+            else "no password had been chosen yet; "
+        )
+        + "open activation and security codes are ended and any lock is lifted."
+    )
+    output.message(
+        f"New activation code e-mailed to {result.email} (valid {result.valid_days} days)."
+    )
+    send_queued(output, clinic=actor.clinic_code)

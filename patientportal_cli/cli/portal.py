@@ -99,9 +99,10 @@ def login(
 
     two-factor: checks the password, e-mails a 6-digit security code (valid 10 minutes),
     then asks for it on a terminal; without a terminal it ends after sending (exit 0),
-    and the code is given with `patientportal portal verify`. Two-factor login is
-    allowed only when the clinic has set "Patienten har ikke MitID", or after a MitID
-    login since the clinic last removed that flag.
+    printing the attempt id of this login, and the code is given with `patientportal
+    portal verify --attempt ID`. Two-factor login is allowed only when the clinic has
+    set "Patienten har ikke MitID", or after a MitID login since the clinic last removed
+    that flag. Five failed attempts (passwords or codes) lock login for 15 minutes.
     """
     from patientportal_cli import prompts
 
@@ -145,24 +146,27 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
     send_queued(output, clinic=clinic)
     with database() as session:
         arrived = portal.delivered(session, message_id=sent.message_id)
+    finish = (
+        f"`patientportal portal verify CPR --clinic {sent.clinic.code} "
+        f"--attempt {sent.attempt} --code CODE`"
+    )
     if not arrived:
         raise MailError(
             "The security code could not be e-mailed; it stays queued and is sent by "
             f"`patientportal mail send` (valid {sent.minutes} minutes). Then give it with "
-            f"`patientportal portal verify CPR --clinic {sent.clinic.code} --code CODE`."
+            f"{finish}."
         )
     output.message(f"A security code was e-mailed to {sent.email} (valid {sent.minutes} minutes).")
     if not prompts.interactive():
-        output.message(
-            "No terminal to ask for it: give it with `patientportal portal verify CPR "
-            f"--clinic {sent.clinic.code} --code CODE`."
-        )
+        output.message(f"No terminal to ask for it: give it with {finish}.")
         return
     while True:
         given = prompts.text("Security code from the e-mail:", flag="--code", what="code")
         try:
             with database() as session:
-                portal.verify_code(session, cpr=number, clinic_code=clinic, code=given)
+                portal.verify_code(
+                    session, cpr=number, clinic_code=clinic, code=given, attempt=sent.attempt
+                )
         except portal.WrongCode as exc:
             if exc.tries_left <= 0:
                 raise
@@ -179,19 +183,33 @@ def verify(
     code: Annotated[
         str | None, typer.Option("--code", help="The 6-digit security code from the e-mail.")
     ] = None,
+    attempt: Annotated[
+        str | None,
+        typer.Option(
+            "--attempt",
+            help="The attempt id `portal login` printed: only that login may try its code.",
+        ),
+    ] = None,
 ) -> None:
     """Finish a two-factor login with the security code from the e-mail.
 
-    Exit 1 when the code is wrong (5 wrong tries end it), expired or already used.
+    The code can be tried only with the attempt id of the login it was sent for. Exit 1
+    when the code is wrong (5 wrong tries end it), expired, already used or not this
+    login's; every wrong try counts toward the lock (5 failed attempts: 15 minutes).
     """
     from patientportal_cli import prompts
     from patientportal_cli.services import portal
 
     number = _cpr(cpr)
     clinic = _clinic(clinic_code)
+    login_attempt = attempt or prompts.text(
+        "Attempt id (printed by `portal login`):", flag="--attempt", what="attempt id"
+    )
     given = code or prompts.text("Security code from the e-mail:", flag="--code", what="code")
     with database() as session:
-        portal.verify_code(session, cpr=number, clinic_code=clinic, code=given)
+        portal.verify_code(
+            session, cpr=number, clinic_code=clinic, code=given, attempt=login_attempt
+        )
     out().success("Logged in.")
 
 

@@ -5,10 +5,15 @@ The rule (DESIGN.md section 1, "our reading"):
 - MitID login at clinic C is allowed iff the user is linked to C. (It records the
   verification; it needs no password, and the two-factor lock does not apply to it.)
 - Two-factor login (CPR + password + e-mailed security code) at C is allowed iff the user
-  is linked to C, AND is activated (has a password), AND is not locked (five wrong
-  passwords), AND either the link to C has the no-MitID flag, OR the user verified with
-  MitID after the flag was last removed at C (``link.mitid_required_after``) - or, when
-  the flag was never removed there, verified with MitID at all.
+  is linked to C, AND is activated (has a password), AND is not locked (five failed
+  logins of the CPR number, ``services/throttle.py``), AND its password and e-mail are
+  vouched for (``user.credentials_vouched_at``: a clinic created the user, or the
+  patient confirmed or replaced them inside a MitID login, or a clinic set the no-MitID
+  flag confirming the e-mail; a MitID login alone does not vouch for what someone may
+  have chosen at self-registration in the patient's name), AND either the link to C has
+  the no-MitID flag, OR the user verified with MitID after the flag was last removed at C
+  (``link.mitid_required_after``) - or, when the flag was never removed there, verified
+  with MitID at all.
 
 When a method is refused, the reason lists every condition that fails, in plain words,
 joined by "; ". ``Decision.code`` names the first failing condition, for callers that
@@ -27,16 +32,22 @@ from sqlmodel import Session
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ClinicLink, PortalUser
-from patientportal_cli.services import users
+from patientportal_cli.services import throttle, users
 
 OK = "ok"
 NOT_LINKED = "not_linked"
 NOT_ACTIVATED = "not_activated"
 LOCKED = "locked"
 MITID_REQUIRED = "mitid_required"
+NOT_VOUCHED = "credentials_not_vouched"
 
 REASON_NOT_LINKED = "not linked here"
 REASON_NOT_ACTIVATED = "not activated (the patient has not chosen a password yet)"
+REASON_NOT_VOUCHED = (
+    "the password and e-mail chosen at self-registration are not confirmed yet (the "
+    "patient confirms or replaces them in a MitID login, or the clinic sets the no-MitID "
+    "flag confirming the e-mail)"
+)
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,12 @@ def _when(value: datetime) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def locked_until(user: PortalUser, *, now: datetime | None = None) -> datetime | None:
-    """The end of the two-factor lock, when the user is locked now."""
-    until = _utc(user.locked_until)
-    if until is not None and until > (now or utcnow()):
-        return until
-    return None
+def locked_until(
+    session: Session, user: PortalUser, *, now: datetime | None = None
+) -> datetime | None:
+    """The end of the login lock of the user's CPR number (``services/throttle.py``),
+    when it is locked now."""
+    return throttle.locked_until(session, kind=throttle.PATIENT, name=user.cpr, now=now)
 
 
 def mitid_decision(link: ClinicLink | None) -> Decision:
@@ -83,22 +94,29 @@ def verified_since_flag_removed(user: PortalUser, link: ClinicLink) -> bool:
 
 
 def two_factor_decision(
-    user: PortalUser, link: ClinicLink | None, *, now: datetime | None = None
+    user: PortalUser,
+    link: ClinicLink | None,
+    *,
+    now: datetime | None = None,
+    locked: datetime | None = None,
 ) -> Decision:
+    """``locked``: the end of the login lock (``locked_until``), if any."""
     if link is None:
         return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
     failing: list[tuple[str, str]] = []
     if not user.password_hash:
         failing.append((NOT_ACTIVATED, REASON_NOT_ACTIVATED))
-    until = locked_until(user, now=now)
-    if until is not None:
+    until = _utc(locked)
+    if until is not None and until > (now or utcnow()):
         failing.append(
             (
                 LOCKED,
-                f"locked until {_when(until)} after too many wrong passwords "
+                f"locked until {_when(until)} after too many failed logins "
                 "(staff can run `patient unlock`)",
             )
         )
+    if user.credentials_vouched_at is None:
+        failing.append((NOT_VOUCHED, REASON_NOT_VOUCHED))
     if not link.no_mitid and not verified_since_flag_removed(user, link):
         required_after = _utc(link.mitid_required_after)
         if required_after is not None:
@@ -128,7 +146,11 @@ def _link(session: Session, *, clinic_id: int, user: PortalUser) -> ClinicLink |
 
 def two_factor_allowed(session: Session, *, clinic_id: int, user: PortalUser) -> tuple[bool, str]:
     """(allowed, reason) for a two-factor login of ``user`` at the clinic now."""
-    decision = two_factor_decision(user, _link(session, clinic_id=clinic_id, user=user))
+    decision = two_factor_decision(
+        user,
+        _link(session, clinic_id=clinic_id, user=user),
+        locked=locked_until(session, user),
+    )
     return decision.allowed, decision.reason
 
 
@@ -137,5 +159,5 @@ def login_access(session: Session, *, clinic_id: int, user: PortalUser) -> dict[
     link = _link(session, clinic_id=clinic_id, user=user)
     return {
         "mitid": mitid_decision(link).as_dict(),
-        "two_factor": two_factor_decision(user, link).as_dict(),
+        "two_factor": two_factor_decision(user, link, locked=locked_until(session, user)).as_dict(),
     }

@@ -1,6 +1,13 @@
 """One-time codes: activation codes (set a password; 7 days) and login security codes
 (6 digits; 10 minutes; at most 5 wrong tries). A code is used once; issuing a new code
-of a purpose ends the older ones of that purpose.
+of a purpose ends the older ones of that purpose, so at most one code of each purpose is
+pending per user.
+
+A security code belongs to one login: it is issued with the hash of that login's attempt
+id (``attempt_hash``), and only the holder of the attempt id may try it
+(``services/portal.py``), so someone who knows only a CPR number cannot use it up.
+Wrong activation codes do not end the code (80 bits cannot be guessed; the login lock
+of ``services/throttle.py`` bounds the tries), so they cannot be used up by others either.
 
 Only a hash of a code is stored, chosen so that a copy of the database does not give
 the code back faster than guessing it online would:
@@ -67,8 +74,22 @@ def _new_code(purpose: str) -> str:
     return _grouped("".join(secrets.choice(_ACTIVATION_ALPHABET) for _ in range(ACTIVATION_LENGTH)))
 
 
-def issue(session: Session, *, user_id: int, purpose: str, clinic_id: int | None = None) -> str:
-    """A new code (returned in clear, to be mailed); older open codes of the purpose end."""
+def attempt_hash(attempt: str) -> str:
+    """The stored form of a login's attempt id (128 random bits: a fast hash suffices)."""
+    return hashlib.sha256(attempt.encode()).hexdigest()
+
+
+def issue(
+    session: Session,
+    *,
+    user_id: int,
+    purpose: str,
+    clinic_id: int | None = None,
+    attempt_hash: str | None = None,
+) -> str:
+    """A new code (returned in clear, to be mailed); older open codes of the purpose end.
+
+    ``attempt_hash``: the login a security code belongs to (see ``attempt_hash()``)."""
     now = utcnow()
     for old in session.exec(
         select(OneTimeCode).where(
@@ -86,6 +107,7 @@ def issue(session: Session, *, user_id: int, purpose: str, clinic_id: int | None
             clinic_id=clinic_id,
             purpose=purpose,
             code_hash=_hash(purpose, code),
+            attempt_hash=attempt_hash,
             created_at=now,
             expires_at=now + LIFETIME[purpose],
         )
@@ -107,10 +129,18 @@ def current(session: Session, *, user_id: int, purpose: str) -> OneTimeCode | No
     ).first()
 
 
+def belongs_to(row: OneTimeCode, attempt: str | None) -> bool:
+    """Was the code issued for the login with this attempt id?"""
+    if not attempt or not row.attempt_hash:
+        return False
+    return hmac.compare_digest(row.attempt_hash, attempt_hash(attempt))
+
+
 def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
     """'ok' (the code is now used), 'none', 'expired', 'wrong' or 'exhausted'.
 
-    A wrong code counts an attempt; the fifth wrong attempt ends the code.
+    A wrong code counts an attempt; for a security code the fifth wrong attempt ends
+    the code ('exhausted'). An activation code is never ended by wrong attempts.
     """
     row = current(session, user_id=user_id, purpose=purpose)
     now = utcnow()
@@ -120,7 +150,7 @@ def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
         return "expired"
     if not _matches(purpose, row.code_hash, code):
         row.attempts += 1
-        if row.attempts >= MAX_ATTEMPTS:
+        if purpose == LOGIN and row.attempts >= MAX_ATTEMPTS:
             row.used_at = now
             session.add(row)
             return "exhausted"

@@ -148,14 +148,20 @@ def _outbox_message(session: Session, message: Outbox, settings: MailSettings) -
         subject, body = message.subject, message.body
     else:
         code = None
+        args = json.loads(message.args)
         purpose = mailtexts.CODE_TEMPLATES.get(message.template)
         if purpose is not None:
             if message.user_id is None:
                 raise MailError(f"Message {message.id} names no patient for its code.")
+            # older pending codes of the purpose end; a security code is tied to its login
             code = codes.issue(
-                session, user_id=message.user_id, purpose=purpose, clinic_id=message.clinic_id
+                session,
+                user_id=message.user_id,
+                purpose=purpose,
+                clinic_id=message.clinic_id,
+                attempt_hash=args.get(outbox.ATTEMPT),
             )
-        subject, body = mailtexts.render(message.template, json.loads(message.args), code)
+        subject, body = mailtexts.render(message.template, outbox.template_args(args), code)
     # A stable Message-ID: should a message ever be sent twice, receivers can tell.
     stamp = message.created_at.strftime("%Y%m%d%H%M%S%f") if message.created_at else "0"
     return build_message(

@@ -45,16 +45,30 @@ def activation(
     code: str,
     valid_days: int = 7,
     clinic_code: str | None = None,
+    reset: bool = False,
 ) -> tuple[str, str]:
-    """The clinic created a portal user: choose a password with this activation code."""
+    """The clinic created a portal user: choose a password with this activation code.
+    ``reset``: the clinic reset the password (``patient reset-password``) instead."""
     clinic_option = f" --clinic {clinic_code}" if clinic_code else ""
-    return _mail(
-        f"Din bruger på {PORTAL} – aktiveringskode",
-        name,
-        [
+    if reset:
+        subject = f"Din adgangskode til {PORTAL} er nulstillet – aktiveringskode"
+        opening = [
+            f"{clinic_name} har nulstillet din adgangskode til {PORTAL}. Din hidtidige "
+            "adgangskode virker ikke længere.",
+            "Du skal derfor vælge en ny adgangskode. Det gør du med denne aktiveringskode:",
+        ]
+    else:
+        subject = f"Din bruger på {PORTAL} – aktiveringskode"
+        opening = [
             f"{clinic_name} har oprettet dig som bruger på {PORTAL}.",
             "For at tage din bruger i brug skal du vælge en adgangskode. "
             "Det gør du med denne aktiveringskode:",
+        ]
+    return _mail(
+        subject,
+        name,
+        [
+            *opening,
             f"    {code}",
             f"Aktiveringskoden er gyldig i {_days(valid_days)} og kan kun bruges én gang. "
             f"Indtast den på {PORTAL} sammen med dit CPR-nummer, og vælg derefter din "
@@ -63,7 +77,8 @@ def activation(
             "Adgangskoden skal være på mindst 8 tegn og indeholde både store og små "
             "bogstaver samt mindst ét tal.",
             "Hvis aktiveringskoden er udløbet, kan klinikken sende dig en ny. Hvis du ikke "
-            "kender til denne oprettelse, bedes du kontakte klinikken.",
+            f"kender til denne {'nulstilling' if reset else 'oprettelse'}, bedes du kontakte "
+            "klinikken.",
         ],
         clinic_name,
     )
@@ -182,6 +197,24 @@ def no_mitid_cleared(*, name: str, clinic_name: str) -> tuple[str, str]:
     )
 
 
+def email_changed(*, name: str, clinic_name: str, new_email: str) -> tuple[str, str]:
+    """To the OLD address: the clinic changed the portal user's e-mail address.
+    ``new_email`` is the new address masked (``s***@example.dk``), never in full."""
+    return _mail(
+        f"Din e-mailadresse på {PORTAL} er ændret",
+        name,
+        [
+            f"{clinic_name} har ændret e-mailadressen på din bruger på {PORTAL} til "
+            f"{new_email}. Beskeder og sikkerhedskoder fra {PORTAL} sendes fremover dertil, "
+            "og ikke længere til denne adresse.",
+            "Aktiverings- og sikkerhedskoder, der er sendt til denne adresse, virker ikke "
+            "længere.",
+            "Hvis du ikke kender til denne ændring, bedes du straks kontakte klinikken.",
+        ],
+        clinic_name,
+    )
+
+
 # template name -> the function that writes it. The outbox stores a message as its
 # template and arguments (never a code) and ``render`` writes it at delivery.
 TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
@@ -193,6 +226,7 @@ TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
     "request_rejected": request_rejected,
     "no_mitid_set": no_mitid_set,
     "no_mitid_cleared": no_mitid_cleared,
+    "email_changed": email_changed,
 }
 # templates that carry a one-time code, made at delivery: template -> the code's purpose
 # (``services/codes.py``)

@@ -21,6 +21,15 @@ from sqlmodel import Session, col, or_, select
 from patientportal_cli.db.models import Outbox
 from patientportal_cli.services import mailtexts
 
+# An argument for delivery, not for the text: the hash of the login attempt a security
+# code belongs to (``codes.attempt_hash``); never handed to a template.
+ATTEMPT = "attempt"
+
+
+def template_args(args: dict[str, Any]) -> dict[str, Any]:
+    """The stored arguments without those meant for delivery only."""
+    return {k: v for k, v in args.items() if k != ATTEMPT}
+
 
 def enqueue(
     session: Session,
@@ -32,7 +41,7 @@ def enqueue(
     **args: Any,
 ) -> Outbox:
     """Queue ``template`` written with ``args`` (JSON values; never a code or password)."""
-    subject, _ = mailtexts.render(template, args)
+    subject, _ = mailtexts.render(template, template_args(args))
     message = Outbox(
         recipient=to,
         template=template,

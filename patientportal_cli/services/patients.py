@@ -22,8 +22,9 @@ Choices made where the design is silent (also in the README):
 - ``invite`` (a new activation code; the older one stops working) only for users who
   have not chosen a password yet. It is not a password reset: an activated user is
   refused, as an e-mailed code must not replace a password the patient chose.
-- ``unlock`` clears the failed-login count and the lock; when there is nothing to clear
-  it changes nothing and writes no audit event.
+- ``unlock`` clears the failed-login count and the lock of the patient's CPR number
+  (``services/throttle.py``, the one count of failed patient logins); when there is
+  nothing to clear it changes nothing and writes no audit event.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -46,6 +46,7 @@ from patientportal_cli.services import (
     codes,
     nomitid,
     outbox,
+    throttle,
     users,
 )
 from patientportal_cli.services.auth import Actor
@@ -373,8 +374,11 @@ def unlink(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     return facts
 
 
-def record(user: PortalUser, link_row: ClinicLink, clinic: Clinic) -> dict[str, Any]:
-    """User + this clinic's link, as one flat record with stable snake_case keys."""
+def record(
+    session: Session, user: PortalUser, link_row: ClinicLink, clinic: Clinic
+) -> dict[str, Any]:
+    """User + this clinic's link, as one flat record with stable snake_case keys; the
+    failed logins and lock are those of the CPR number (``services/throttle.py``)."""
     return {
         "cpr": user.cpr,
         "name": user.name,
@@ -394,8 +398,8 @@ def record(user: PortalUser, link_row: ClinicLink, clinic: Clinic) -> dict[str, 
         "email_owner_confirmed_at": link_row.email_owner_confirmed_at,
         "email_owner_confirmed_email": link_row.email_owner_confirmed_email,
         "mitid_required_after": link_row.mitid_required_after,
-        "failed_logins": user.failed_logins,
-        "locked_until": access.locked_until(user),
+        "failed_logins": throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
+        "locked_until": access.locked_until(session, user),
         "created_at": user.created_at,
     }
 
@@ -404,7 +408,7 @@ def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> dic
     """The patient's record here; the look-up is audited (``patient.show``)."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
-    row = record(user, link_row, clinic)
+    row = record(session, user, link_row, clinic)
     accesslog.looked_up(
         session, actor=actor, action="patient.show", cpr=user.cpr, details={"format": fmt}
     )
@@ -532,22 +536,20 @@ def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
 
 
 def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any], bool]:
-    """Clear the failed-login count and the two-factor lock: (facts, changed)."""
+    """Clear the failed-login count and the login lock of the patient's CPR number
+    (``services/throttle.py``): (facts, changed)."""
     clinic = current_clinic(session, actor)
     user, _ = lookup(session, clinic=clinic, cpr=cpr)
     facts: dict[str, Any] = {
         "cpr": user.cpr,
         "name": user.name,
-        "failed_logins": user.failed_logins,
-        "locked_until": access.locked_until(user),
+        "failed_logins": throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
+        "locked_until": access.locked_until(session, user),
     }
-    if user.failed_logins == 0 and user.locked_until is None:
+    failures, was_until = throttle.clear(session, kind=throttle.PATIENT, name=user.cpr)
+    if failures == 0 and was_until is None:
         session.rollback()
         return facts, False
-    was_until: datetime | None = user.locked_until
-    user.failed_logins = 0
-    user.locked_until = None
-    session.add(user)
     audit.record(
         session,
         actor=actor.username,

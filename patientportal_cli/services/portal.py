@@ -9,38 +9,49 @@ actor ``patient``, the clinic's code and target ``cpr:<number>``:
 - ``login_mitid``: MitID (``services/mitid.py``) confirms the CPR number; allowed for a
   user linked to the clinic; records ``mitid_verified_at``.
 - ``start_two_factor``: CPR + password, then a 6-digit security code is e-mailed
-  (10 minutes, single use, 5 wrong tries). Allowed only under the rule of DESIGN §1
-  (``services.access.two_factor_allowed``); otherwise the Danish message of R5. Five
-  wrong passwords in a row lock two-factor login for 15 minutes (staff can unlock); a
-  correct password resets the count. A locked login is refused before the password is
-  checked, so guessing cannot go on during the lock.
-- ``verify_code``: the security code; ends the login.
+  (10 minutes, single use) for this login only: the caller gets an attempt id, and the
+  code can be tried only with it. Allowed only under the rule of DESIGN §1
+  (``services.access.two_factor_allowed``); otherwise the Danish message of R5.
+- ``verify_code``: the attempt id and the security code; ends the login.
 
-Unknown CPR numbers, users not yet activated and wrong passwords get the same message,
-so the login does not tell who is a user (the audit log has the exact reason).
+Lock (``services/throttle.py``, kind ``patient``, name the 10-digit CPR number): every
+failed step - wrong password, wrong activation code, wrong security code or attempt id,
+and the same for an unknown CPR number, a user not activated or not linked to the
+clinic - counts; the fifth in a row locks login and activation for that CPR number for
+15 minutes, whether or not a user has it. Only a completed login or activation starts
+the count again (a right password alone does not, or fresh codes would give endless
+code tries). A locked CPR number is refused before anything is checked; staff lift the
+lock with ``patient unlock``. MitID login is not subject to the lock.
+
+No refusal tells who is a user: unknown CPR numbers, users not activated or not linked
+to the clinic and wrong passwords (or activation codes) get the same message, the same
+count and the same lock message, and cost the same (exactly one argon2 check per login
+attempt: ``passwords.dummy_verify`` where there is no password to check; activation
+refusals check no password at all). The audit log has the exact reason.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
-from patientportal_cli.services import access, audit, codes, outbox, passwords
+from patientportal_cli.services import access, audit, codes, outbox, passwords, throttle
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.services.users import find_link
 
 ACTOR = "patient"
-MAX_FAILED_LOGINS = 5
-LOCK_MINUTES = 15
+MAX_FAILED_LOGINS = throttle.MAX_FAILURES
+LOCK_MINUTES = throttle.LOCK_MINUTES
 CODE_MINUTES = int(codes.LIFETIME[codes.LOGIN].total_seconds() // 60)
 ACTIVATION_DAYS = codes.LIFETIME[codes.ACTIVATION].days
 
@@ -50,11 +61,15 @@ MITID_REQUIRED = (
     "Kontakt klinikken, hvis du ikke har MitID."
 )
 LOGIN_FAILED = "Login failed: wrong CPR number or password."
-NOT_LINKED = "You are not a portal user at clinic {clinic}: contact the clinic."
-NO_CODE = (
-    "There is no valid security code (it was used or replaced by a newer one): "
-    "log in again to get a new code."
+ACTIVATION_FAILED = (
+    "Activation failed: wrong CPR number, clinic or activation code (a code works "
+    f"once, for {ACTIVATION_DAYS} days; the clinic can send a new one)."
 )
+CODE_NOT_VALID = "The security code is not valid for this login: log in again to get a new code."
+NOW_LOCKED = (
+    f"After {MAX_FAILED_LOGINS} failed attempts, login is locked for {LOCK_MINUTES} minutes."
+)
+NOT_LINKED = "You are not a portal user at clinic {clinic}: contact the clinic."
 SECURITY_CODE_RE = re.compile(r"[0-9]{6}")
 
 
@@ -75,6 +90,7 @@ class CodeSent:
     email: str  # masked, for the message
     minutes: int
     message_id: int  # the outbox row of the mail with the code
+    attempt: str  # the login's attempt id: only it can try the code (not stored in clear)
 
 
 def mask_email(email: str) -> str:
@@ -114,17 +130,70 @@ def _refused(
     return _fail(session, Refused(message))
 
 
-def _locked(user: PortalUser, now: datetime) -> bool:
-    return access.locked_until(user, now=now) is not None
+def _lock(session: Session, cpr: str) -> datetime | None:
+    """The end of the CPR number's login lock, when it is locked now."""
+    return throttle.locked_until(session, kind=throttle.PATIENT, name=cpr)
 
 
-def _locked_message(user: PortalUser) -> str:
-    assert user.locked_until is not None
-    until = f"{user.locked_until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def _locked_message(until: datetime) -> str:
     return (
-        f"Two-factor login is locked until {until} after {MAX_FAILED_LOGINS} wrong "
-        "passwords: try again later, or ask the clinic to unlock it."
+        f"Login is locked until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC after "
+        f"{MAX_FAILED_LOGINS} failed attempts: try again later, or ask the clinic to unlock it."
     )
+
+
+def _refused_locked(
+    session: Session, until: datetime, /, *, clinic: Clinic, cpr: str, **details: Any
+) -> Exception:
+    """A step tried while the CPR number is locked: refused before anything is checked."""
+    return _refused(
+        session,
+        _locked_message(until),
+        clinic=clinic,
+        cpr=cpr,
+        action="portal.login_locked",
+        locked_until=until,
+        **details,
+    )
+
+
+def _failure(
+    session: Session,
+    message: str,
+    /,
+    *,
+    clinic: Clinic,
+    cpr: str,
+    action: str,
+    wrong_code: int | None = None,
+    generic: str | None = None,
+    **details: Any,
+) -> Exception:
+    """A failed step: counts toward the CPR number's lock (user or not), audited, committed.
+
+    The fifth failure in a row gets ``generic`` (else ``message``) and the lock, the
+    same for everyone. A
+    wrong security code (``wrong_code``: the code's own tries left) that does not lock
+    is a ``WrongCode`` with the tries left before either the code ends or the lock."""
+    until = throttle.failure(session, kind=throttle.PATIENT, name=cpr)
+    if until is not None:
+        return _refused(
+            session,
+            f"{generic or message} {NOW_LOCKED}",
+            clinic=clinic,
+            cpr=cpr,
+            action=action,
+            locked_until=until,
+            **details,
+        )
+    if wrong_code is None:
+        return _refused(session, message, clinic=clinic, cpr=cpr, action=action, **details)
+    left = min(
+        wrong_code,
+        MAX_FAILED_LOGINS - throttle.failures(session, kind=throttle.PATIENT, name=cpr),
+    )
+    _record(session, clinic=clinic, cpr=cpr, action=action, tries_left=left, **details)
+    return _fail(session, WrongCode(f"Wrong security code ({_tries(left)} left).", left))
 
 
 def _user_for_update(session: Session, cpr: str) -> PortalUser | None:
@@ -138,62 +207,42 @@ def _user_for_update(session: Session, cpr: str) -> PortalUser | None:
 def activate(
     session: Session, *, cpr: str, clinic_code: str, code: str, password: str
 ) -> PortalUser:
-    """Check the activation code and set the password (also ends a lock)."""
+    """Check the activation code and set the password.
+
+    Every refusal (unknown CPR number, not linked to the clinic, wrong, used or expired
+    code) is ``ACTIVATION_FAILED`` and counts toward the lock; the refusals do the same
+    work (the new password is hashed only on success). Success resets the count."""
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
     passwords.check_policy(password)
     if not code.strip():
         raise InvalidInput("The activation code is empty: pass --code as in the e-mail.")
+    until = _lock(session, number)
+    if until is not None:
+        raise _refused_locked(session, until, clinic=clinic, cpr=number, step="activation")
     user = _user_for_update(session, number)
     link = None if user is None or user.id is None else _link(session, clinic, user)
     if user is None or link is None:
-        _record(
-            session, clinic=clinic, cpr=number, action="portal.activate_failed", reason="not_linked"
-        )
-        raise _fail(
+        reason = "unknown_user" if user is None else "not_linked"
+    else:
+        assert user.id is not None
+        reason = codes.check(session, user_id=user.id, purpose=codes.ACTIVATION, code=code)
+    if reason != "ok":
+        raise _failure(
             session,
-            Refused(
-                f"No portal user with this CPR number is linked to clinic {clinic.code}: "
-                "check the CPR number and the clinic code."
-            ),
+            ACTIVATION_FAILED,
+            clinic=clinic,
+            cpr=number,
+            action="portal.activate_failed",
+            reason=reason,
         )
-    assert user.id is not None
-    result = codes.check(session, user_id=user.id, purpose=codes.ACTIVATION, code=code)
-    if result != "ok":
-        _record(session, clinic=clinic, cpr=number, action="portal.activate_failed", reason=result)
-        raise _fail(session, _activation_error(session, user.id, result))
+    assert user is not None
     user.password_hash = passwords.hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
     session.add(user)
+    throttle.success(session, kind=throttle.PATIENT, name=number)
     _record(session, clinic=clinic, cpr=number, action="portal.activate")
     session.commit()
     return user
-
-
-def _activation_error(session: Session, user_id: int, result: str) -> Refused:
-    ask = "ask the clinic to send a new one"
-    if result == "expired":
-        return Refused(
-            f"The activation code has expired (codes are valid for {ACTIVATION_DAYS} days): {ask}."
-        )
-    if result == "wrong":
-        left = _tries_left(session, user_id, codes.ACTIVATION)
-        return WrongCode(f"Wrong activation code ({_tries(left)} left).", left)
-    if result == "exhausted":
-        return Refused(
-            f"Wrong activation code; after {codes.MAX_ATTEMPTS} wrong tries it no longer "
-            f"works: {ask}."
-        )
-    return Refused(
-        "The activation code is no longer valid (it was already used or replaced by a "
-        f"newer one): {ask}."
-    )
-
-
-def _tries_left(session: Session, user_id: int, purpose: str) -> int:
-    row = codes.current(session, user_id=user_id, purpose=purpose)
-    return 0 if row is None else max(codes.MAX_ATTEMPTS - row.attempts, 0)
 
 
 def _tries(n: int) -> str:
@@ -255,14 +304,32 @@ def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBr
 
 
 def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: str) -> CodeSent:
-    """Check CPR + password and the R4/R5/R7 rule; e-mail a security code (outbox)."""
+    """Check CPR + password and the R4/R5/R7 rule; e-mail a security code (outbox) that
+    only the returned attempt id can try.
+
+    Unknown CPR number, not activated, not linked to the clinic (even with the right
+    password) and a wrong password: ``LOGIN_FAILED``, counted toward the lock, after
+    exactly one argon2 check each."""
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
-    now = utcnow()
+    until = _lock(session, number)
+    if until is not None:
+        raise _refused_locked(session, until, clinic=clinic, cpr=number, method="two-factor")
     user = _user_for_update(session, number)
-
-    def failed(reason: str, **details: Any) -> Exception:
-        return _refused(
+    if user is not None and user.password_hash:
+        right = passwords.verify_password(user.password_hash, password)
+    else:
+        passwords.dummy_verify(password)
+        right = False
+    link = None if user is None else _link(session, clinic, user)
+    if user is None or not right or link is None:
+        if user is None:
+            reason = "unknown_user"
+        elif not user.password_hash:
+            reason = "not_activated"
+        else:
+            reason = "wrong_password" if not right else "not_linked"
+        raise _failure(
             session,
             LOGIN_FAILED,
             clinic=clinic,
@@ -270,60 +337,10 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             action="portal.login_failed",
             method="two-factor",
             reason=reason,
-            **details,
         )
-
-    if user is None:
-        passwords.dummy_verify(password)
-        raise failed("unknown_user")
-    if _locked(user, now):
-        raise _refused(
-            session,
-            _locked_message(user),
-            clinic=clinic,
-            cpr=number,
-            action="portal.login_locked",
-            method="two-factor",
-            locked_until=user.locked_until,
-        )
-    if not user.password_hash:
-        passwords.dummy_verify(password)
-        raise failed("not_activated")
-    if not passwords.verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-            user.failed_logins = 0
-            session.add(user)
-            raise _refused(
-                session,
-                f"{LOGIN_FAILED} After {MAX_FAILED_LOGINS} wrong passwords, two-factor "
-                f"login is locked for {LOCK_MINUTES} minutes.",
-                clinic=clinic,
-                cpr=number,
-                action="portal.login_failed",
-                method="two-factor",
-                reason="wrong_password",
-                locked_until=user.locked_until,
-            )
-        session.add(user)
-        raise failed("wrong_password", failed_logins=user.failed_logins)
-    user.failed_logins = 0
-    session.add(user)
-
-    link = _link(session, clinic, user)
-    if link is None:
-        raise _refused(
-            session,
-            NOT_LINKED.format(clinic=clinic.code),
-            clinic=clinic,
-            cpr=number,
-            action="portal.login_refused",
-            method="two-factor",
-            reason="not_linked",
-        )
+    # The password was right; the count goes on until the code is too (see the module).
     assert clinic.id is not None and user.id is not None
-    allowed, reason = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
+    allowed, why = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
     if not allowed:
         raise _refused(
             session,
@@ -333,9 +350,10 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             action="portal.login_refused",
             method="two-factor",
             reason="mitid_required",
-            why=reason,
+            why=why,
         )
-
+    _discard_pending_codes(session, user.id)
+    attempt = secrets.token_urlsafe(16)
     message = outbox.enqueue(
         session,
         to=user.email,
@@ -345,6 +363,7 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
         name=user.name,
         minutes=CODE_MINUTES,
         clinic_name=clinic.name,
+        **{outbox.ATTEMPT: codes.attempt_hash(attempt)},
     )
     assert message.id is not None
     _record(
@@ -357,7 +376,30 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
         email=mask_email(user.email),
         minutes=CODE_MINUTES,
         message_id=message.id,
+        attempt=attempt,
     )
+
+
+def _discard_pending_codes(session: Session, user_id: int) -> None:
+    """At most one security code per user: a newer login ends the older one, whether
+    its mail is still queued (not sent) or its code was issued (ended)."""
+    now = utcnow()
+    for message in session.exec(
+        select(Outbox).where(
+            Outbox.user_id == user_id,
+            Outbox.template == "security_code",
+            col(Outbox.sent_at).is_(None),
+            col(Outbox.discarded_at).is_(None),
+        )
+    ):
+        message.discarded_at = now
+        message.error = "not sent: replaced by a newer login"
+        message.args = "{}"
+        session.add(message)
+    row = codes.current(session, user_id=user_id, purpose=codes.LOGIN)
+    if row is not None:
+        row.used_at = now
+        session.add(row)
 
 
 def delivered(session: Session, *, message_id: int) -> bool:
@@ -366,72 +408,88 @@ def delivered(session: Session, *, message_id: int) -> bool:
     return message is not None and message.sent_at is not None
 
 
-def verify_code(session: Session, *, cpr: str, clinic_code: str, code: str) -> PortalUser:
-    """The security code of a two-factor login: the last step of the login."""
+def verify_code(
+    session: Session, *, cpr: str, clinic_code: str, code: str, attempt: str | None
+) -> PortalUser:
+    """The security code of a two-factor login, with the login's attempt id: the last step.
+
+    Without the attempt id of the login the pending code was sent for (or for an unknown
+    CPR number, a user not linked here, no pending code) the answer is ``CODE_NOT_VALID``,
+    the pending code is not touched, and the try counts toward the lock. With it, a
+    wrong code counts too (toward the code's 5 tries and the lock)."""
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
     entered = code.strip().replace(" ", "")
     if not SECURITY_CODE_RE.fullmatch(entered):
         raise InvalidInput("The security code is the 6 digits from the e-mail.")
-    now = utcnow()
+    steps: dict[str, Any] = {"method": "two-factor", "step": "security_code"}
+    until = _lock(session, number)
+    if until is not None:
+        raise _refused_locked(session, until, clinic=clinic, cpr=number, **steps)
     user = _user_for_update(session, number)
     link = None if user is None else _link(session, clinic, user)
+    row = None
+    if user is not None and link is not None:
+        assert user.id is not None
+        row = codes.current(session, user_id=user.id, purpose=codes.LOGIN)
 
-    def refused(message: str, action: str = "portal.login_failed", **details: Any) -> Exception:
-        return _refused(
+    def failed(message: str, reason: str, **details: Any) -> Exception:
+        return _failure(
             session,
             message,
             clinic=clinic,
             cpr=number,
-            action=action,
-            method="two-factor",
-            step="security_code",
+            action="portal.login_failed",
+            reason=reason,
+            **steps,
             **details,
         )
 
-    if user is None or link is None:
-        raise refused(NO_CODE, reason="no_code")
+    if user is None or link is None or row is None:
+        reason = "unknown_user" if user is None else "not_linked" if link is None else "no_code"
+        raise failed(CODE_NOT_VALID, reason)
+    if not codes.belongs_to(row, attempt):
+        raise failed(CODE_NOT_VALID, "other_attempt")
+    if row.clinic_id is not None and row.clinic_id != clinic.id:
+        raise failed(CODE_NOT_VALID, "other_clinic")
     assert user.id is not None and clinic.id is not None
-    if _locked(user, now):
-        raise refused(
-            _locked_message(user), action="portal.login_locked", locked_until=user.locked_until
-        )
-    allowed, reason = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
+    allowed, why = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
     if not allowed:
-        raise refused(
-            MITID_REQUIRED, action="portal.login_refused", reason="mitid_required", why=reason
+        raise _refused(
+            session,
+            MITID_REQUIRED,
+            clinic=clinic,
+            cpr=number,
+            action="portal.login_refused",
+            reason="mitid_required",
+            why=why,
+            **steps,
         )
-    row = codes.current(session, user_id=user.id, purpose=codes.LOGIN)
-    if row is None or (row.clinic_id is not None and row.clinic_id != clinic.id):
-        raise refused(NO_CODE, reason="no_code")
     result = codes.check(session, user_id=user.id, purpose=codes.LOGIN, code=entered)
     if result == "ok":
+        throttle.success(session, kind=throttle.PATIENT, name=number)
         _record(session, clinic=clinic, cpr=number, action="portal.login", method="two-factor")
         session.commit()
         return user
     if result == "wrong":
-        left = _tries_left(session, user.id, codes.LOGIN)
-        _record(
+        left = max(codes.MAX_ATTEMPTS - row.attempts, 0)
+        raise failed(CODE_NOT_VALID, "wrong_code", wrong_code=left)
+    if result == "exhausted":
+        raise failed(
+            f"Wrong security code; after {codes.MAX_ATTEMPTS} wrong tries it no longer works: "
+            "log in again to get a new code.",
+            "code_exhausted",
+            generic=CODE_NOT_VALID,
+        )
+    if result == "expired":
+        raise _refused(
             session,
+            f"The security code has expired (codes are valid for {CODE_MINUTES} minutes): "
+            "log in again to get a new code.",
             clinic=clinic,
             cpr=number,
             action="portal.login_failed",
-            method="two-factor",
-            step="security_code",
-            reason="wrong_code",
-            tries_left=left,
-        )
-        raise _fail(session, WrongCode(f"Wrong security code ({_tries(left)} left).", left))
-    if result == "exhausted":
-        raise refused(
-            f"Wrong security code; after {codes.MAX_ATTEMPTS} wrong tries it no longer works: "
-            "log in again to get a new code.",
-            reason="code_exhausted",
-        )
-    if result == "expired":
-        raise refused(
-            f"The security code has expired (codes are valid for {CODE_MINUTES} minutes): "
-            "log in again to get a new code.",
             reason="code_expired",
+            **steps,
         )
-    raise refused(NO_CODE, reason="no_code")
+    raise failed(CODE_NOT_VALID, "no_code")
