@@ -97,7 +97,7 @@ def test_audit_list_and_export(cli: Cli, staff: StaffHelper, tmp_path: Path) -> 
     listed = json.loads(cli("audit list -o json").stdout)
     assert [e["action"] for e in listed] == ["clinic.set_registration", "staff.add", "init"]
     assert listed[0]["details"] == {"from": "none", "to": "open", "pending": None, "handled": 0}
-    assert listed[1]["details"] == {"new_account": True, "reactivated": False, "role": "doctor"}
+    assert listed[1]["details"] == {"new_account": True, "role": "doctor"}
     assert set(listed[0]) == {"id", "at", "actor", "clinic", "action", "target", "details", "hash"}
     assert listed[0]["at"].endswith("Z") and listed[0]["clinic"] == "NORD"
     r = cli("audit list")

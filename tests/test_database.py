@@ -17,6 +17,7 @@ from sqlmodel import Session, SQLModel
 
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db import migrate
+from patientportal_cli.services.auth import LOGIN_FAILED
 from tests.conftest import PASSWORD, Cli
 from tests.conftest import Staff as StaffHelper
 
@@ -118,7 +119,7 @@ def test_the_embedded_default_migrates_itself(
     db_file = home / "patientportal.db"
     assert cli("db current").stdout == "none\n"
     r = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n", expect=4)
-    assert r.stderr == "Error: Login failed: unknown user or wrong password.\n"
+    assert r.stderr == "Error: " + LOGIN_FAILED + "\n"
     assert cli("db current").stdout == f"{migrate.HEAD}\n"  # the first use migrated it
     assert db_file.exists()
     cli(INIT, input=PASSWORD + "\n")

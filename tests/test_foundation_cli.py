@@ -27,7 +27,10 @@ INIT = (
     "--password-stdin"
 )
 NOT_VALID = "Error: Your session or token is not valid: log in again.\n"
-LOGIN_FAILED = "Error: Login failed: unknown user or wrong password.\n"
+LOGIN_FAILED = (
+    "Error: Login failed: wrong username or password, or the account is disabled or locked "
+    "(5 failed logins lock it for 15 minutes).\n"
+)
 
 
 def lines(text: str) -> list[str]:
@@ -340,7 +343,10 @@ def test_existing_user_of_another_clinic_gets_a_role_without_a_new_password(
     cli("clinic create SYD --name Syd")
     staff.add("bo", "doctor", clinic="NORD")
     r = cli("staff add BO --name 'Other Name' --role secretary --clinic SYD")
-    assert r.stderr == "Gave existing user bo the role secretary at clinic SYD.\n"
+    assert r.stderr == (
+        "Added the existing account bo with the role secretary at clinic SYD; its password "
+        "is unchanged.\n"
+    )
     with db(db_url, home) as s:
         bo = s.exec(select(Staff).where(Staff.username == "bo")).one()
         assert bo.full_name == "Bo"  # name and password unchanged
@@ -424,18 +430,26 @@ def test_disable_someone_working_at_two_clinics_only_removes_the_role(
     assert r.stderr == "Error: bo does not work at clinic SYD.\n"
 
 
-def test_a_disabled_account_is_enabled_again_with_a_new_password(
-    cli: Cli, staff: StaffHelper
-) -> None:
+def test_a_disabled_account_is_not_enabled_again_by_staff_add(cli: Cli, staff: StaffHelper) -> None:
     staff.add("bo", "doctor")
     cli("staff disable bo")
-    r = cli("staff add bo --name Bo --role secretary", expect=2)
-    assert r.stderr == "Error: Missing password: pass --password-stdin (no terminal to ask on).\n"
-    r = cli("staff add bo --name Bo --role secretary --password-stdin", input="New-pass-2\n")
-    assert r.stderr == "Enabled bo again, with the role secretary at clinic NORD.\n"
-    r = cli("login bo --password-stdin --print-token", input=PASSWORD + "\n", expect=4)
+    r = cli(
+        "staff add bo --name Bo --role secretary --password-stdin", input="New-pass-2\n", expect=1
+    )
+    assert r.stderr == (
+        "Error: The account bo is disabled: only staff who may create clinics can enable it "
+        "again (`patientportal staff account bo --enable`).\n"
+    )
+    r = cli("login bo --password-stdin --print-token", input="New-pass-2\n", expect=4)
     assert r.stderr == LOGIN_FAILED
-    staff.login("bo", "New-pass-2")
+    # anna may create clinics: she enables the account; bo keeps his own password
+    assert cli("staff account bo --enable").stderr == "bo: enabled.\n"
+    r = cli("staff add bo --name Bo --role secretary")
+    assert r.stderr == (
+        "Added the existing account bo with the role secretary at clinic NORD; its password "
+        "is unchanged.\n"
+    )
+    staff.login("bo", PASSWORD)
     assert json.loads(cli("whoami -o json").stdout)["role"] == "secretary"
 
 

@@ -258,28 +258,27 @@ def test_a_person_at_two_clinics(session: Session) -> None:
         staff.disable(session, actor=actor_for(session, "anna", "NORD"), username="bo")
         == "disabled"
     )
-    assert staff.needs_password(session, "bo")
-    with pytest.raises(InvalidInput, match="needs a new password"):
-        staff.add(
-            session, actor=anna_syd, username="bo", full_name="Bo", role="doctor", password=None
-        )
-    staff.add(
-        session,
-        actor=anna_syd,
-        username="bo",
-        full_name="Bo",
-        role="doctor",
-        password="Other-pass-9",
-    )
+    # the account is disabled: no clinic enables it again, with or without a password
+    assert not staff.needs_password(session, "bo")
+    for password in (None, "Other-pass-9"):
+        with pytest.raises(Conflict, match="only staff who may create clinics"):
+            staff.add(
+                session,
+                actor=anna_syd,
+                username="bo",
+                full_name="Bo",
+                role="doctor",
+                password=password,
+            )
     with pytest.raises(NotLoggedIn):
-        auth.login(session, username="bo", password=PASSWORD)
+        auth.login(session, username="bo", password="Other-pass-9")
+    assert staff.account(session, actor=anna_syd, username="bo", enable=True) == {"active": True}
+    staff.add(
+        session, actor=anna_syd, username="bo", full_name="Bo", role="doctor", password="X-pass-99"
+    )
     adds = session.exec(select(AuditEvent).where(AuditEvent.action == "staff.add")).all()
-    assert json.loads(adds[-1].details) == {
-        "new_account": False,
-        "reactivated": True,
-        "role": "doctor",
-    }
-    auth.login(session, username="bo", password="Other-pass-9")
+    assert json.loads(adds[-1].details) == {"new_account": False, "role": "doctor"}
+    auth.login(session, username="bo", password=PASSWORD)  # his own password still
 
 
 # --- clinics -------------------------------------------------------------------------

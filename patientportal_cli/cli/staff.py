@@ -1,4 +1,5 @@
-"""staff list | add | set-role | disable | token create | token revoke | token list."""
+"""staff list | add | set-role | disable | unlock | password | account | token create |
+token revoke | token list."""
 
 from __future__ import annotations
 
@@ -74,8 +75,10 @@ def add(
 ) -> None:
     """Add a staff member to the current clinic (admin only).
 
-    A username that already exists at another clinic only gets a role here (no password
-    is asked). Give several roles comma-separated: --role admin,doctor.
+    A username that already exists (someone working at another clinic) only gets a role
+    here: no password is asked or read, and the account's password stays unchanged. A
+    disabled account is not enabled this way (see `staff account`). Give several roles
+    comma-separated: --role admin,doctor.
     """
     from patientportal_cli.services import catalog, staff
     from patientportal_cli.services.contact import clean_name
@@ -101,10 +104,10 @@ def add(
     where = f"the role{plural} {catalog.show_roles(roles)} at clinic {actor.clinic_code}"
     if created:
         out().success(f"Added {member.username} with {where}.")
-    elif password is not None:
-        out().success(f"Enabled {member.username} again, with {where}.")
     else:
-        out().success(f"Gave existing user {member.username} {where}.")
+        out().success(
+            f"Added the existing account {member.username} with {where}; its password is unchanged."
+        )
 
 
 @command(app, "set-role")
@@ -148,6 +151,130 @@ def disable(
         out().success(f"{username} is disabled; their sessions and tokens are revoked.")
     else:
         out().success(f"{username} no longer works at clinic {actor.clinic_code}.")
+
+
+@command(app, "unlock")
+def unlock(
+    username: UsernameArg,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Lift the login lock of a staff member of the current clinic (admin only).
+
+    Five failed logins lock a username for 15 minutes; this ends the lock (and the
+    count of failed logins) at once.
+    """
+    from patientportal_cli.services import staff
+
+    with staff_session(clinic=clinic_code) as (session, actor):
+        failures, until = staff.unlock(session, actor=actor, username=username)
+    if until is not None:
+        out().success(f"{username} is unlocked.")
+    elif failures:
+        plural = "s" if failures > 1 else ""
+        out().success(f"{username} was not locked; {failures} failed login{plural} forgotten.")
+    else:
+        out().message(f"{username} was not locked.")
+
+
+@command(app, "password")
+def password(
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the current password from the first line of stdin, the new one from "
+            "the second.",
+        ),
+    ] = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Change your own password (the current one is asked first).
+
+    Your other login sessions end; API tokens stay valid.
+    """
+    from patientportal_cli.cli.common import read_password_stdin
+    from patientportal_cli.services import staff
+
+    if password_stdin:
+        current, new = read_password_stdin(), read_password_stdin()
+    else:
+        current = get_password(False, "Current password:")
+        new = get_password(False, "New password:", new=True)
+    with staff_session(clinic=clinic_code) as (session, actor):
+        staff.change_own_password(session, actor=actor, current=current, new=new)
+    out().success("Your password is changed; your other login sessions have ended.")
+
+
+@command(app, "account")
+def account(
+    username: UsernameArg,
+    enable: Annotated[
+        bool | None,
+        typer.Option(
+            "--enable/--disable",
+            help="Enable the account again, or disable it everywhere (its sessions and "
+            "tokens end).",
+        ),
+    ] = None,
+    may_create_clinics: Annotated[
+        bool | None,
+        typer.Option(
+            "--may-create-clinics/--no-may-create-clinics",
+            help="Give or take the right to create clinics (and see every clinic).",
+        ),
+    ] = None,
+    new_password: Annotated[
+        bool,
+        typer.Option(
+            "--new-password",
+            help="Set a new password (asked, or with --password-stdin); all the account's "
+            "sessions and tokens end.",
+        ),
+    ] = False,
+    password_stdin: PasswordStdinOpt = False,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """Change an account as a whole: enabled, may create clinics, password.
+
+    Only staff who may create clinics do this, and not for their own account; clinic
+    admins change only roles at their clinic. Every change is audited.
+    """
+    from patientportal_cli.errors import InvalidInput
+    from patientportal_cli.services import staff
+
+    name = staff.check_username(username)
+    if password_stdin and not new_password:
+        raise InvalidInput("--password-stdin goes with --new-password.")
+    if enable is None and may_create_clinics is None and not new_password:
+        raise InvalidInput(
+            "Nothing to change: give --enable, --disable, --may-create-clinics, "
+            "--no-may-create-clinics or --new-password."
+        )
+    with staff_session(clinic=clinic_code) as (_session, actor):
+        staff.require_account_admin(actor)  # refused before a password is asked for
+    pw = None
+    if new_password:
+        pw = get_password(password_stdin, f"New password for {name}:", new=True)
+    with staff_session(clinic=clinic_code) as (session, actor):
+        changes = staff.account(
+            session,
+            actor=actor,
+            username=name,
+            enable=enable,
+            may_create_clinics=may_create_clinics,
+            password=pw,
+        )
+    if not changes:
+        out().message(f"Nothing changed for {name}.")
+        return
+    said = {
+        ("active", True): "enabled",
+        ("active", False): "disabled (its sessions and tokens are revoked)",
+        ("may_create_clinics", True): "may create clinics",
+        ("may_create_clinics", False): "may no longer create clinics",
+        ("password", "set"): "has a new password (its sessions and tokens are revoked)",
+    }
+    out().success(f"{name}: " + "; ".join(said[item] for item in changes.items()) + ".")
 
 
 @command(token_app, "create")

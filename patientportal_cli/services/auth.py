@@ -16,12 +16,15 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
 from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound, NotLoggedIn
-from patientportal_cli.services import audit, catalog, passwords
+from patientportal_cli.services import audit, catalog, passwords, throttle
 from patientportal_cli.services.contact import clean_name
 
 SESSION_HOURS = 12
 TOKEN_NAME_LENGTH = 100
-LOGIN_FAILED = "Login failed: unknown user or wrong password."
+LOGIN_FAILED = (
+    "Login failed: wrong username or password, or the account is disabled or locked "
+    "(5 failed logins lock it for 15 minutes)."
+)
 
 
 @dataclass
@@ -91,19 +94,43 @@ def find_clinic(session: Session, code: str) -> Clinic:
     return clinic
 
 
+def count_failure(session: Session, name: str) -> None:
+    """Count a failed password check of the staff username toward its lock; the failure
+    that starts a lock is audited (``staff.locked``, no clinic: a username is not any
+    one clinic's)."""
+    until = throttle.failure(session, kind=throttle.STAFF, name=name)
+    if until is not None:
+        audit.record(
+            session,
+            actor=name,
+            action="staff.locked",
+            target=f"staff:{name}",
+            details={"failures": throttle.MAX_FAILURES, "locked_until": until.isoformat()},
+        )
+
+
 def login(
     session: Session, *, username: str, password: str, clinic_code: str | None = None
 ) -> tuple[str, Staff]:
-    staff = session.exec(select(Staff).where(Staff.username == username)).first()
-    if staff is None or not staff.active:
-        passwords.dummy_verify(password)
-        audit.record(session, actor=username[:64], action="staff.login_failed")
+    """A new 12-hour session for the username and password, or NotLoggedIn(LOGIN_FAILED).
+
+    Unknown username, wrong password, disabled account and locked username are refused
+    alike: the same message, one argon2 check each (so the same time), and each counts
+    toward the username's lock (5 failures lock it for 15 minutes, see services/throttle),
+    whether or not the username exists. While locked even the right password is refused.
+    """
+    name = username.strip().lower()[:64]
+    locked = throttle.locked_until(session, kind=throttle.STAFF, name=name)
+    staff = session.exec(select(Staff).where(Staff.username == name)).first()
+    stored = staff.password_hash if staff is not None and staff.active else None
+    matched = passwords.verify_password(stored, password)
+    if locked is not None or not matched or staff is None:
+        if locked is None:
+            count_failure(session, name)
+        audit.record(session, actor=name, action="staff.login_failed")
         session.commit()
         raise NotLoggedIn(LOGIN_FAILED)
-    if not passwords.verify_password(staff.password_hash, password):
-        audit.record(session, actor=staff.username, action="staff.login_failed")
-        session.commit()
-        raise NotLoggedIn(LOGIN_FAILED)
+    throttle.success(session, kind=throttle.STAFF, name=name)
     clinic_id = None
     if clinic_code:
         clinic = find_clinic(session, clinic_code)
@@ -142,8 +169,10 @@ def resolve(
     default_clinic: str | None = None,
 ) -> Actor:
     """The actor behind a token, acting on: ``clinic_code`` (--clinic), else the clinic
-    chosen at login, else ``default_clinic`` (config.toml) if they work there, else their
-    only clinic (none picked for someone at several clinics)."""
+    chosen at login (or the token's clinic; refused when they no longer work there), else
+    ``default_clinic`` (config.toml) if they work there, else their only clinic (none
+    picked for someone at several clinics). Memberships are read on every call, so a
+    ``staff disable`` ends access to that clinic at once for every session and token."""
     if not token:
         raise NotLoggedIn("Not logged in: run `patientportal login USERNAME`.")
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
@@ -177,7 +206,16 @@ def resolve(
         if code not in ids:
             find_clinic(session, code)  # NotFound when it does not exist at all
             raise Forbidden(f"{staff.username} does not work at clinic {code}.")
-    elif row.clinic_id is not None and row.clinic_id in ids.values():
+    elif row.clinic_id is not None:
+        if row.clinic_id not in ids.values():
+            # made for a clinic they no longer work at: never fall back to another one
+            # (a script's token for SYD must not start acting at NORD)
+            bound = session.get(Clinic, row.clinic_id)
+            where = bound.code if bound is not None else "?"
+            raise Forbidden(
+                f"{staff.username} no longer works at clinic {where}, the clinic this "
+                "session or token was made for: pass --clinic CODE."
+            )
         code = next(c for c, i in ids.items() if i == row.clinic_id)
     elif default_clinic and default_clinic.strip().upper() in ids:
         code = default_clinic.strip().upper()

@@ -40,21 +40,40 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches the stored hash. Exactly one argon2 computation runs
+    on every path: with no usable stored hash (none, or not an argon2 hash) the password
+    is checked against a dummy hash of the same parameters, so a missing account, an
+    account without a password and a wrong password take the same time."""
     from argon2.exceptions import InvalidHashError, VerificationError
 
-    if not password_hash:
-        return False
+    usable = bool(password_hash) and str(password_hash).startswith("$argon2")
     try:
-        return bool(_hasher().verify(password_hash, password))
+        matched = bool(_hasher().verify(password_hash if usable else _dummy_hash(), password))
     except (VerificationError, InvalidHashError):
         return False
+    return matched and usable
 
 
 def dummy_verify(password: str) -> None:
     """Spend the time a real check would, so unknown users cannot be told apart."""
-    verify_password(_dummy_hash(), password)
+    verify_password(None, password)
 
 
-@cache
 def _dummy_hash() -> str:
-    return hash_password("Dummy-password-1")
+    """A hash that matches no password, with the hasher's own parameters (the production
+    ones, or the cheap ones tests use), made without hashing anything: checking against
+    it costs one argon2 computation, the same as a real check, and building it costs
+    nothing (hashing a dummy password on first use made the first refusal of an unknown
+    user one argon2 computation slower than that of a wrong password)."""
+    import base64
+
+    hasher = _hasher()
+    kind = str(getattr(hasher.type, "name", "ID")).lower()
+
+    def b64(n: int) -> str:
+        return base64.b64encode(b"\0" * n).decode().rstrip("=")
+
+    return (
+        f"$argon2{kind}$v=19$m={hasher.memory_cost},t={hasher.time_cost},"
+        f"p={hasher.parallelism}${b64(hasher.salt_len)}${b64(hasher.hash_len)}"
+    )

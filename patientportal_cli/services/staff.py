@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
 from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound
-from patientportal_cli.services import audit, catalog, clinics, passwords
+from patientportal_cli.services import audit, auth, catalog, clinics, passwords, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name
 
@@ -99,16 +100,17 @@ def add(
 ) -> tuple[Staff, bool]:
     """Add a staff member to the current clinic. Returns (staff, created).
 
-    A username that already exists (someone working at another clinic) gets a role at
-    this clinic; their password and name stay as they are. A disabled account is
-    enabled again, with the new password given (its old password is not revived).
+    A username that already exists (someone working at another clinic) only gets a
+    membership here: the account's password, name, enabled state and
+    ``may_create_clinics`` stay as they are (``password`` is ignored), since the account
+    is not this clinic's. A disabled account is refused: only staff who may create
+    clinics enable it again (``account``).
     """
     clinic_id, code = actor.require_role("admin", action="add staff")
     username = check_username(username)
     role = catalog.parse_roles(role)
     staff = _find(session, username)
     created = staff is None
-    reactivated = False
     if staff is None:
         if password is None:
             raise InvalidInput("A new staff member needs a password.")
@@ -121,14 +123,10 @@ def add(
         session.add(staff)
         session.flush()
     elif not staff.active:
-        if password is None:
-            raise InvalidInput(
-                f"{username} was disabled: enabling the account needs a new password."
-            )
-        passwords.check_policy(password)
-        staff.password_hash = passwords.hash_password(password)
-        staff.active = True
-        reactivated = True
+        raise Conflict(
+            f"The account {username} is disabled: only staff who may create clinics can "
+            f"enable it again (`patientportal staff account {username} --enable`)."
+        )
     assert staff.id is not None
     if _membership(session, staff.id, clinic_id) is not None:
         raise Conflict(f"{username} already works at clinic {code}.")
@@ -139,7 +137,7 @@ def add(
         clinic=code,
         action="staff.add",
         target=f"staff:{username}",
-        details={"role": role, "new_account": created, "reactivated": reactivated},
+        details={"role": role, "new_account": created},
     )
     session.commit()
     return staff, created
@@ -200,11 +198,27 @@ def set_role(session: Session, *, actor: Actor, username: str, role: str) -> Mem
     return member
 
 
+def _revoke_all(session: Session, staff_id: int | None, *, keep: int | None = None) -> int:
+    """Revoke every live session and API token of the account (but ``keep``)."""
+    count = 0
+    for token in session.exec(
+        select(ApiToken).where(ApiToken.staff_id == staff_id, col(ApiToken.revoked_at).is_(None))
+    ):
+        if token.id != keep:
+            token.revoked_at = utcnow()
+            session.add(token)
+            count += 1
+    return count
+
+
 def disable(session: Session, *, actor: Actor, username: str) -> str:
     """Take a staff member off this clinic. Returns 'disabled' or 'removed'.
 
-    Someone who works only here is disabled (cannot log in, tokens revoked); someone who
-    also works at other clinics loses only their role here.
+    The membership here ends, and with it at once the access to this clinic of every
+    session and token of theirs. Someone who then works at no clinic is disabled (cannot
+    log in, sessions and tokens revoked) - except staff who may create clinics, whose
+    account is not a clinic's to switch off. Enabling a disabled account again is for
+    staff who may create clinics (``account``), not for any clinic.
     """
     staff, member, code = _member_here(session, actor, username)
     if staff.id == actor.staff_id:
@@ -216,15 +230,10 @@ def disable(session: Session, *, actor: Actor, username: str) -> str:
     ).one()
     session.delete(member)
     outcome = "removed"
-    if others <= 1:
+    if others <= 1 and not staff.may_create_clinics:
         staff.active = False
         outcome = "disabled"
-        for token in session.exec(
-            select(ApiToken).where(
-                ApiToken.staff_id == staff.id, col(ApiToken.revoked_at).is_(None)
-            )
-        ):
-            token.revoked_at = utcnow()
+        _revoke_all(session, staff.id)
     audit.record(
         session,
         actor=actor.username,
@@ -237,11 +246,147 @@ def disable(session: Session, *, actor: Actor, username: str) -> str:
     return outcome
 
 
+def unlock(session: Session, *, actor: Actor, username: str) -> tuple[int, datetime | None]:
+    """Lift the login lock (and the count of failed logins) of a staff member of this
+    clinic (admin only). Returns what there was: (failures, end of the lock or None)."""
+    staff, _member, code = _member_here(session, actor, username)
+    until = throttle.locked_until(session, kind=throttle.STAFF, name=staff.username)
+    failures, _ = throttle.clear(session, kind=throttle.STAFF, name=staff.username)
+    if until is None and not failures:
+        session.rollback()  # nothing changes, nothing to audit
+        return 0, None
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=code,
+        action="staff.unlock",
+        target=f"staff:{staff.username}",
+        details={"failures": failures, "locked_until": until.isoformat() if until else None},
+    )
+    session.commit()
+    return failures, until
+
+
+def change_own_password(session: Session, *, actor: Actor, current: str, new: str) -> None:
+    """The account holder changes their own password; the current one is checked first
+    (a wrong one counts toward the login lock, and while locked none is accepted)."""
+    staff = session.get(Staff, actor.staff_id)
+    assert staff is not None
+    locked = throttle.locked_until(session, kind=throttle.STAFF, name=staff.username)
+    if not passwords.verify_password(staff.password_hash, current) or locked is not None:
+        if locked is None:
+            auth.count_failure(session, staff.username)
+        audit.record(
+            session, actor=staff.username, action="staff.password_failed", clinic=actor.clinic_code
+        )
+        session.commit()
+        raise Forbidden(
+            "The current password is wrong (or the account is locked after 5 failed logins)."
+        )
+    passwords.check_policy(new)
+    staff.password_hash = passwords.hash_password(new)
+    throttle.success(session, kind=throttle.STAFF, name=staff.username)
+    ended = _revoke_all_sessions(session, staff.id, keep=actor.token_id)
+    audit.record(
+        session,
+        actor=staff.username,
+        clinic=actor.clinic_code,
+        action="staff.password",
+        target=f"staff:{staff.username}",
+        details={"by": "self", "sessions_ended": ended},
+    )
+    session.commit()
+
+
+def _revoke_all_sessions(session: Session, staff_id: int | None, *, keep: int | None) -> int:
+    """End the account's other login sessions (API tokens stay: scripts hold them)."""
+    count = 0
+    for token in session.exec(
+        select(ApiToken).where(
+            ApiToken.staff_id == staff_id,
+            ApiToken.kind == "session",
+            col(ApiToken.revoked_at).is_(None),
+        )
+    ):
+        if token.id != keep:
+            token.revoked_at = utcnow()
+            session.add(token)
+            count += 1
+    return count
+
+
+def require_account_admin(actor: Actor) -> None:
+    """Only staff who may create clinics change accounts as a whole."""
+    if not actor.may_create_clinics:
+        raise Forbidden(
+            f"Only staff who may create clinics can change an account as a whole "
+            f"({actor.username} may not)."
+        )
+
+
+def account(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    enable: bool | None = None,
+    may_create_clinics: bool | None = None,
+    password: str | None = None,
+) -> dict[str, object]:
+    """Change a staff account as a whole (staff who may create clinics only): enable or
+    disable it, give or take ``may_create_clinics``, set a new password (which ends all
+    its sessions and API tokens). Returns the changes (field -> new value; a password
+    change as ``password: "set"``); nothing changed is not audited."""
+    require_account_admin(actor)
+    if enable is None and may_create_clinics is None and password is None:
+        raise InvalidInput(
+            "Nothing to change: give --enable, --disable, --may-create-clinics, "
+            "--no-may-create-clinics or --new-password."
+        )
+    name = check_username(username)
+    staff = session.exec(select(Staff).where(Staff.username == name).with_for_update()).first()
+    if staff is None:
+        raise NotFound(f"No staff account {name!r}.")
+    if staff.id == actor.staff_id:
+        raise Forbidden(
+            "You cannot change your own account here: use `patientportal staff password` "
+            "for your password; another who may create clinics changes the rest."
+        )
+    changes: dict[str, object] = {}
+    if enable is not None and staff.active != enable:
+        staff.active = enable
+        changes["active"] = enable
+    if may_create_clinics is not None and staff.may_create_clinics != may_create_clinics:
+        staff.may_create_clinics = may_create_clinics
+        changes["may_create_clinics"] = may_create_clinics
+    if password is not None:
+        passwords.check_policy(password)
+        staff.password_hash = passwords.hash_password(password)
+        changes["password"] = "set"
+    if not changes:
+        session.rollback()
+        return changes
+    revoked = 0
+    if changes.get("active") is False or "password" in changes:
+        revoked = _revoke_all(session, staff.id)
+    session.add(staff)
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=actor.clinic_code,
+        action="staff.account",
+        target=f"staff:{staff.username}",
+        details={**changes, "tokens_revoked": revoked},
+    )
+    session.commit()
+    return changes
+
+
 def username_exists(session: Session, username: str) -> bool:
     return _find(session, username) is not None
 
 
 def needs_password(session: Session, username: str) -> bool:
-    """Whether ``add`` needs a password: a new account, or a disabled one enabled again."""
-    staff = _find(session, username)
-    return staff is None or not staff.active
+    """Whether ``add`` needs a password: only for a new account (an existing one keeps
+    its own)."""
+    return _find(session, username) is None
