@@ -471,14 +471,14 @@ def update(
         if email is not None and not confirm_email_owner and not dry_run:
             facts = patients.summary(session, actor=actor, cpr=number)
             if facts["no_mitid"] and facts["email"].casefold() != email.casefold():
-                output.message(
-                    f"The no-MitID flag is set at clinic {facts['clinic_code']}: security "
-                    f"codes will go to the new address {email}."
-                )
                 if not prompts.interactive():
                     from patientportal_cli.services import nomitid
 
                     raise nomitid.confirmation_missing()
+                output.message(
+                    f"The no-MitID flag is set at clinic {facts['clinic_code']}: security "
+                    f"codes will go to the new address {email}."
+                )
                 _confirm_owner(None, why="the no-MitID flag here needs it for the new address")
                 confirm_email_owner = True
         result = patient_account.update(
