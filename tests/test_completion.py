@@ -138,6 +138,12 @@ def complete_bash(home: Path, words: str, **extra: str) -> list[str]:
         ("patientportal staff set-role bo ", ["admin", "doctor", "secretary"]),
         ("patientportal staff add carl --role ", ["admin", "doctor", "secretary"]),
         ("patientportal login ", ["anna", "bo"]),
+        ("patientportal patient u", ["unlink", "unlock", "update"]),
+        ("patientportal patient res", ["reset-password"]),
+        ("patientportal patient update 010203-1234 --c", ["--confirm-email-owner", "--clinic"]),
+        ("patientportal patient reset-password 010203-1234 --d", ["--dry-run"]),
+        ("patientportal patient reset-password 010203-1234 --clinic S", ["SYD"]),
+        ("patientportal patient update ", []),  # a CPR number is not completed
     ],
 )
 def test_bash_completion_request(pp_home, words, expected):
