@@ -7,7 +7,7 @@ These commands need no staff login: they act as the patient. MitID is simulated
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,9 +20,13 @@ from patientportal_cli.cli.common import (
     get_password,
     out,
 )
+from patientportal_cli.errors import InvalidInput
 
 app = typer.Typer(
-    help="The patient's side of the portal (register, activate, login, verify).",
+    help="The patient's side of the portal (register, activate, login, verify). MitID is "
+    "SIMULATED in this tool: it accepts any valid CPR number without a real identity check "
+    "(for demos, support and tests); a real MitID broker would replace it behind "
+    "services/mitid.py.",
     no_args_is_help=True,
 )
 
@@ -31,6 +35,8 @@ class Method(StrEnum):
     mitid = "mitid"
     two_factor = "two-factor"
 
+
+ONLY_MITID = "--confirm-credentials, --email and --new-password-stdin go with --method mitid."
 
 CprArg = Annotated[str, typer.Argument(help="The patient's CPR number (DDMMYY-SSSS).")]
 
@@ -94,6 +100,30 @@ def login(
         typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
     ] = None,
     password_stdin: PasswordStdinOpt = False,
+    confirm_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-credentials",
+            help="mitid: confirm that the password and e-mail chosen at self-registration "
+            "are yours (they become usable for two-factor login).",
+        ),
+    ] = False,
+    new_email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            help="mitid: replace the e-mail chosen at self-registration (with "
+            "--new-password-stdin).",
+        ),
+    ] = None,
+    new_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--new-password-stdin",
+            help="mitid: replace the password chosen at self-registration, read from the "
+            "first line of stdin (with --email).",
+        ),
+    ] = False,
 ) -> None:
     """Log in as the patient, with MitID (simulated) or two-factor login.
 
@@ -103,9 +133,17 @@ def login(
     portal verify --attempt ID`. Two-factor login is allowed only when the clinic has
     set "Patienten har ikke MitID", or after a MitID login since the clinic last removed
     that flag. Five failed attempts (passwords or codes) lock login for 15 minutes.
+
+    mitid: a password and e-mail chosen at self-registration are usable for two-factor
+    login only once the patient vouches for them inside a MitID login: confirm them
+    (--confirm-credentials) or replace them (--email NEW --new-password-stdin); on a
+    terminal it is asked. A MitID login without either leaves them unusable.
     """
     from patientportal_cli import prompts
 
+    if method is Method.two_factor and (confirm_credentials or new_email or new_password_stdin):
+        raise InvalidInput(ONLY_MITID)
+    fixed = _credentials_answer(confirm_credentials, new_email, new_password_stdin)
     number = _cpr(cpr)
     clinic = _clinic(clinic_code)
     chosen = method or Method(
@@ -120,17 +158,120 @@ def login(
         )
     )
     if chosen is Method.mitid:
-        _login_mitid(number, clinic)
+        _login_mitid(number, clinic, fixed)
     else:
+        if fixed is not None:
+            raise InvalidInput(ONLY_MITID)
         _login_two_factor(number, clinic, password_stdin)
 
 
-def _login_mitid(number: str, clinic: str) -> None:
-    from patientportal_cli.services import mitid, portal
+def _credentials_answer(confirm: bool, email: str | None, new_password: bool) -> Any:
+    """The answer the options give (credentials.Answer), None without them; checked
+    before anything is done (exit 2)."""
+    from patientportal_cli.cli.common import read_password_stdin
+    from patientportal_cli.services import credentials
+
+    if not (confirm or email is not None or new_password):
+        return None
+    if confirm and (email is not None or new_password):
+        raise InvalidInput(
+            "--confirm-credentials keeps the password and e-mail; --email with "
+            "--new-password-stdin replaces them: give one or the other."
+        )
+    if confirm:
+        return credentials.Answer(credentials.CONFIRM)
+    if email is None or not new_password:
+        raise InvalidInput(
+            "Replacing the credentials needs both --email NEW and --new-password-stdin."
+        )
+    return credentials.Answer(credentials.REPLACE, email, read_password_stdin()).checked()
+
+
+def _ask_credentials(question: Any) -> Any:
+    """On a terminal: are this password and e-mail yours? (credentials.Answer)"""
+    from patientportal_cli import prompts
+    from patientportal_cli.services import credentials, passwords
+    from patientportal_cli.services.contact import normalize_email
+
+    what = "a password and the e-mail" if question.has_password else "the e-mail"
+    out().message(
+        f"Your portal user has {what} {question.email}, chosen when it was registered "
+        "online. They work for two-factor login only once you confirm them here."
+    )
+    choice = prompts.select(
+        "Are this password and e-mail yours?",
+        [
+            (credentials.CONFIRM, "Yes, they are mine"),
+            (credentials.REPLACE, "No: choose a new e-mail and password now"),
+            (credentials.LATER, "Not now (two-factor login stays closed)"),
+        ],
+        flag="--confirm-credentials",
+        what="confirmation of the password and e-mail",
+    )
+    if choice != credentials.REPLACE:
+        return credentials.Answer(choice)
+
+    def valid_email(text: str) -> bool | str:
+        try:
+            normalize_email(text)
+        except InvalidInput as exc:
+            return str(exc)
+        return True
+
+    email = prompts.text(
+        "Your e-mail address:", flag="--email", what="e-mail address", validate=valid_email
+    )
+    password = prompts.new_password(
+        "New password:", flag="--new-password-stdin", check=passwords.check_policy
+    )
+    return credentials.Answer(credentials.REPLACE, email, password).checked()
+
+
+def _login_mitid(number: str, clinic: str, fixed: Any) -> None:
+    from patientportal_cli import prompts
+    from patientportal_cli.services import credentials, mitid, portal
+
+    asked: list[Any] = []
+    answered: list[Any] = []
+
+    def answer(question: Any) -> Any:
+        asked.append(question)
+        given = fixed
+        if given is None:
+            given = (
+                _ask_credentials(question)
+                if prompts.interactive()
+                else credentials.Answer(credentials.LATER)
+            )
+        answered.append(given)
+        return given
 
     with database() as session:
-        portal.login_mitid(session, cpr=number, clinic_code=clinic, broker=mitid.broker())
-    out().success(f"Logged in with MitID (simulated) at clinic {clinic.strip().upper()}.")
+        portal.login_mitid(
+            session, cpr=number, clinic_code=clinic, broker=mitid.broker(), credentials=answer
+        )
+    code = clinic.strip().upper()
+    output = out()
+    output.success(f"Logged in with MitID (simulated) at clinic {code}.")
+    if not asked:
+        if fixed is not None:
+            output.message("The password and e-mail were already confirmed: nothing changed.")
+        return
+    action = answered[0].action
+    if action == credentials.CONFIRM:
+        output.success("Password and e-mail confirmed: two-factor login can use them.")
+    elif action == credentials.REPLACE:
+        output.success(
+            "New e-mail and password set: two-factor login can use them (codes go to "
+            f"{_masked_email(answered[0].email)})."
+        )
+    else:
+        output.warn(
+            f"The password and e-mail chosen at registration ({asked[0].email}) are not "
+            "confirmed: two-factor login stays closed until you confirm them (`patientportal "
+            f"portal login CPR --clinic {code} --method mitid --confirm-credentials`) or "
+            "replace them (`--email NEW --new-password-stdin`)."
+        )
 
 
 def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
@@ -211,6 +352,12 @@ def verify(
             session, cpr=number, clinic_code=clinic, code=given, attempt=login_attempt
         )
     out().success("Logged in.")
+
+
+def _masked_email(email: str) -> str:
+    from patientportal_cli.services.portal import mask_email
+
+    return mask_email(email)
 
 
 def _masked(cpr: str) -> str:

@@ -6,6 +6,7 @@ module so that the command is registered).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,6 +21,10 @@ from patientportal_cli.cli.common import (
     out,
 )
 from patientportal_cli.cli.portal import app
+
+
+class Login(StrEnum):
+    mitid = "mitid"
 
 
 def _ask(value: str | None, message: str, flag: str, what: str) -> str:
@@ -47,34 +52,54 @@ def register(
         ),
     ] = None,
     password_stdin: PasswordStdinOpt = False,
+    login: Annotated[
+        Login | None,
+        typer.Option(
+            "--login",
+            help="Register inside a MitID login (simulated): needed when the CPR number "
+            "already has a portal user.",
+        ),
+    ] = None,
 ) -> None:
     """Register as a patient online at a clinic, as its registration mode allows.
 
     none: refused (contact the clinic); nothing is stored. approval: a request waits for
-    a doctor (`patientportal requests`). open: the portal user is created at once, or an
-    existing user (same CPR) linked. A new user chooses a password (at least 8
-    characters with upper case, lower case and a digit; asked twice, or read from stdin
-    with --password-stdin). A CPR number that already has a portal user is not asked for
-    one: the existing user keeps their password (a --password-stdin line is not read).
+    a doctor (`patientportal requests`). open: the portal user is created at once. A new
+    user gives a name and e-mail and chooses a password (at least 8 characters with upper
+    case, lower case and a digit; asked twice, or read from stdin with --password-stdin);
+    they work for two-factor login once vouched for (registered with --login mitid, or
+    confirmed in a later MitID login, or the clinic's no-MitID flag).
+
+    A CPR number that already has a portal user registers only with `--login mitid`
+    (otherwise: refused, log in instead; nothing changes). The existing user is then
+    linked (open) or a request made (approval) and keeps their own name, e-mail and
+    password: --name, --email and a --password-stdin line are not used.
     """
     from patientportal_cli.cli.mail import send_queued
-    from patientportal_cli.services import registration
+    from patientportal_cli.services import mitid, registration
     from patientportal_cli.services.cpr import normalize_cpr
 
     number = normalize_cpr(cpr)  # before asking anything else
     code = clinic_code or STATE.clinic or _ask(None, "Clinic code:", "--clinic", "clinic code")
-    given_name = _ask(name, "Your full name:", "--name", "name")
-    given_email = _ask(email, "Your e-mail address:", "--email", "e-mail address")
     output = out()
+
+    def details() -> tuple[str, str]:  # asked only when a new user will be created
+        return (
+            _ask(name, "Your full name:", "--name", "name"),
+            _ask(email, "Your e-mail address:", "--email", "e-mail address"),
+        )
+
     with database() as session:
         done = registration.register(
             session,
             clinic_code=code,
             cpr=number,
-            name=given_name,
-            email=given_email,
+            name=name,
+            email=email,
             services=services,
             password=lambda: get_password(password_stdin, "Choose a password:", new=True),
+            details=details,
+            broker=mitid.broker() if login is Login.mitid else None,
         )
     granted = ", ".join(done.services) or "none"
     where = f"clinic {done.clinic_code} ({done.clinic_name})"
@@ -85,13 +110,20 @@ def register(
             f"approves or rejects it, and the answer is e-mailed. Services asked for: {granted}."
         )
     elif done.outcome == "created":
-        output.success(
-            f"Portal user created and linked to {where}; services: {granted}. The first "
-            "login needs MitID (or the clinic's no-MitID flag)."
-        )
+        if done.mitid:
+            output.success(
+                f"Portal user created and linked to {where} inside your MitID login; "
+                f"services: {granted}. Your password and e-mail work for two-factor login."
+            )
+        else:
+            output.success(
+                f"Portal user created and linked to {where}; services: {granted}. The first "
+                "login needs MitID, where you confirm your password and e-mail (or the "
+                "clinic's no-MitID flag)."
+            )
     else:
         output.success(
-            f"The existing portal user is now linked to {where} (password unchanged); "
-            f"services: {granted}."
+            f"Your portal user is now linked to {where} (its name, e-mail and password are "
+            f"unchanged); services: {granted}."
         )
     send_queued(output, clinic=done.clinic_code)

@@ -4,8 +4,9 @@
   makes the clinic responsible that the e-mail address belongs to the patient or to a
   person with power of attorney (fuldmagt), so it needs that explicit confirmation (R6).
   The address confirmed is the portal user's e-mail, the one the security codes are
-  sent to. Who confirmed, when, and which address are stored on the link and in the
-  audit log.
+  sent to; it also vouches for credentials chosen at self-registration
+  (``portal_user.credentials_vouched_at``, see ``services/access.py``). Who confirmed,
+  when, and which address are stored on the link and in the audit log.
 - Clearing the flag sets ``mitid_required_after`` to now: two-factor login at this clinic
   is refused until the patient has verified with MitID again (R7). The old confirmation
   is cleared with the flag (the audit log keeps it).
@@ -59,6 +60,12 @@ def apply_flag(
     link.email_owner_confirmed_by = actor.username
     link.email_owner_confirmed_email = user.email
     session.add(link)
+    vouches = user.credentials_vouched_at is None
+    if vouches:
+        # the clinic vouches for the address the codes go to (R6): the password chosen at
+        # self-registration is usable for two-factor login from now on
+        user.credentials_vouched_at = now
+        session.add(user)
     outbox.enqueue(
         session,
         to=user.email,
@@ -80,6 +87,7 @@ def apply_flag(
             "email": user.email,
             "record_email": link.record_email,
             "confirmed": STATEMENT,
+            "credentials_vouched": vouches,
         },
     )
 

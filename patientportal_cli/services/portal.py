@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
 from patientportal_cli.services import access, audit, codes, outbox, passwords, throttle
+from patientportal_cli.services import credentials as credentials_mod
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
@@ -131,8 +133,9 @@ def _refused(
 
 
 def _lock(session: Session, cpr: str) -> datetime | None:
-    """The end of the CPR number's login lock, when it is locked now."""
-    return throttle.locked_until(session, kind=throttle.PATIENT, name=cpr)
+    """The end of the CPR number's login lock, when it is locked now. Holds the lock's
+    row until the attempt commits: parallel attempts for one CPR number take turns."""
+    return throttle.hold(session, kind=throttle.PATIENT, name=cpr)
 
 
 def _locked_message(until: datetime) -> str:
@@ -257,8 +260,21 @@ def _link(session: Session, clinic: Clinic, user: PortalUser) -> ClinicLink | No
 # --- MitID ---------------------------------------------------------------------------------
 
 
-def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBroker) -> PortalUser:
-    """Log in with MitID: always allowed for a linked user; records the verification."""
+def login_mitid(
+    session: Session,
+    *,
+    cpr: str,
+    clinic_code: str,
+    broker: MitIdBroker,
+    credentials: Callable[[credentials_mod.Question], credentials_mod.Answer] | None = None,
+) -> PortalUser:
+    """Log in with MitID: always allowed for a linked user; records the verification.
+
+    A MitID login vouches for nothing: when the user's password and e-mail are not
+    vouched for (chosen at self-registration), ``credentials`` is asked, after the login
+    is recorded and outside the transaction, and its answer recorded
+    (``services/credentials.py``); without it they stay as they are.
+    """
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
     result = broker.verify(number)
@@ -296,6 +312,14 @@ def login_mitid(session: Session, *, cpr: str, clinic_code: str, broker: MitIdBr
         method="mitid",
         broker=broker.name,
     )
+    asked = credentials_mod.question(user) if credentials_mod.unvouched(user) else None
+    session.commit()
+    if asked is None or credentials is None:
+        return user
+    answer = credentials(asked)  # may prompt: no transaction is open
+    user = _user_for_update(session, number)
+    assert user is not None  # users are kept
+    credentials_mod.apply(session, user=user, clinic=clinic, asked=asked, answer=answer)
     session.commit()
     return user
 

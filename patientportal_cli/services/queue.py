@@ -1,9 +1,11 @@
 """The clinic's approval queue of self-registrations: rule R3.
 
 Only a doctor at the clinic approves or rejects a request. Approving creates the user
-(origin ``self``, with the password the patient chose when registering) or, when the CPR
-already has a user, links that user (R1: never a second user; the existing password,
-name and e-mail are kept). The services granted default to the requested ones the clinic
+(origin ``self``, with the password the patient chose when registering; vouched for only
+when the request was made inside a MitID login) or, when the CPR already has a user,
+links that user (R1: never a second user; the existing password, name and e-mail are
+kept, and the approval is mailed to the user's own e-mail, never to an address the
+request typed: a request made before the user existed speaks for nobody). The services granted default to the requested ones the clinic
 offers; the doctor may choose others among those the clinic offers. Rejecting may carry
 a reason; the patient is e-mailed either way (the reason included when given).
 
@@ -255,6 +257,7 @@ def _decide(
         reason=request.reason,
     )
     details: dict[str, object] = {"cpr": request.cpr, "via": via}
+    recipient = (request.email, request.name)
     if decision == "approve":
         offered = catalog.split_services(clinic.services)
         requested = catalog.split_services(request.services)
@@ -269,7 +272,15 @@ def _decide(
             by=actor.username,
             services=catalog.join_services(grant),
             password_hash=request.password_hash,
+            vouched_at=request.mitid_verified_at,
         )
+        if linked.user_created and request.mitid_verified_at is not None:
+            linked.user.mitid_verified_at = request.mitid_verified_at  # registered in MitID
+            session.add(linked.user)
+        if not linked.user_created:
+            # The request may have been made by anyone before this user existed: what it
+            # typed is not used, and the mail goes only to the user's own address.
+            recipient = (linked.user.email, linked.user.name)
         if not linked.link_created:  # linked meanwhile (by staff): the link is left as it is
             grant = catalog.split_services(linked.link.services)
         result.services = grant
@@ -279,6 +290,7 @@ def _decide(
             user_created=linked.user_created,
             link_created=linked.link_created,
             differences=sorted(linked.differences),
+            mitid=request.mitid_verified_at is not None,
         )
         mail: dict[str, Any] = {"services": grant}
     else:
@@ -296,10 +308,10 @@ def _decide(
     )
     outbox.enqueue(
         session,
-        to=request.email,
+        to=recipient[0],
         template=f"request_{status}",
         clinic_id=clinic.id,
-        name=request.name,
+        name=recipient[1],
         clinic_name=clinic.name,
         **mail,
     )

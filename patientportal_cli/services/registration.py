@@ -11,12 +11,21 @@
   user, that user is linked (R1: never a second user); services granted = requested ∩
   the clinic's enabled services; e-mail ``registered``.
 
-A CPR already linked to the clinic is told it already has access. A new user chooses a
-password when registering (policy checked, stored hashed: on the request until a doctor
-approves it, then moved to the new user). A CPR that already has a portal user is not
-asked for a password at all: the existing user keeps the password (and name and e-mail)
-they have; the ``password`` callback is not called. Identity is confirmed by MitID at
-the first login (R5), as for every self-registration.
+A self-registration acts only for the person who proves to be the patient:
+
+- A CPR number that already has a portal user registers only inside a MitID login
+  (``broker``, ``services/mitid.py``); otherwise it is refused with "log in instead"
+  (the form must say that a user exists, R1) and nothing is stored but the refusal's
+  audit event: no request, no link, no mail. Inside the MitID login the user keeps the
+  name, e-mail and password they have (typed ones are not used, the ``password`` callback
+  is not called) and every mail goes to the user's stored e-mail.
+- A new user chooses a password and gives an e-mail (policy checked, stored hashed: on
+  the request until a doctor approves it, then moved to the new user). They are
+  usable for two-factor login only once vouched for (``services/access.py``): at once
+  when the registration was made inside a MitID login, else when the patient confirms
+  them inside a MitID login later or a clinic sets the no-MitID flag.
+
+A CPR already linked to the clinic is told it already has access (only inside MitID).
 
 The refusal in mode ``none`` is the patient's Danish message (as on the portal); the
 other messages are English, like the rest of the ``portal`` group.
@@ -26,17 +35,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, PortalUser, RegistrationRequest
-from patientportal_cli.errors import Conflict, Refused
+from patientportal_cli.errors import Conflict, MissingInput, Refused
 from patientportal_cli.services import audit, catalog, outbox, passwords, users
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.mitid import MitIdBroker
 
 ACTOR = "patient"
 PORTAL = "Patientportalen"
@@ -52,6 +64,7 @@ class Registration:
     services: list[str] = field(default_factory=list)
     request_id: int | None = None
     existing_user: bool = False
+    mitid: bool = False  # made inside a MitID login
 
 
 def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationRequest | None:
@@ -66,16 +79,59 @@ def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationReque
     ).first()
 
 
-def _situation(session: Session, *, clinic_code: str, cpr: str) -> tuple[Clinic, PortalUser | None]:
-    """The clinic and the existing user, or the refusal that applies."""
+LOG_IN_INSTEAD = (
+    "A portal user with this CPR number already exists: log in instead. To add clinic "
+    "{clinic} to it, register inside a MitID login: `patientportal portal register CPR "
+    "--clinic {clinic} --login mitid`."
+)
+MITID_FAILED = "MitID did not confirm your identity: registration failed."
+
+
+def _offering(session: Session, clinic_code: str) -> Clinic:
+    """The clinic, or the patient's Danish refusal when it takes no online registrations."""
     clinic = find_clinic(session, clinic_code)
-    assert clinic.id is not None
     if clinic.registration_mode == "none":
         raise Refused(
             f"{clinic.name} tilbyder ikke online selv-oprettelse på {PORTAL}. Kontakt "
             "venligst klinikken, som kan oprette dig som bruger."
         )
+    return clinic
+
+
+def _refuse(session: Session, message: str, *, clinic: Clinic, cpr: str, **details: Any) -> Refused:
+    """Audit a refused registration (nothing else is stored), commit, return the error."""
+    audit.record(
+        session,
+        actor=ACTOR,
+        clinic=clinic.code,
+        action="registration.refused",
+        target=f"cpr:{cpr}",
+        details=details,
+    )
+    session.commit()
+    return Refused(message)
+
+
+def _situation(
+    session: Session, *, clinic_code: str, cpr: str, mitid: bool
+) -> tuple[Clinic, PortalUser | None]:
+    """The clinic and the existing user, or the refusal that applies.
+
+    ``mitid``: the registration is made inside a MitID login for ``cpr``. Without it, a
+    CPR number that has a portal user is refused ("log in instead") before anything
+    else is told about it (linked here, a request waiting).
+    """
+    clinic = _offering(session, clinic_code)
+    assert clinic.id is not None
     user = users.find_user(session, cpr)
+    if user is not None and not mitid:
+        raise _refuse(
+            session,
+            LOG_IN_INSTEAD.format(clinic=clinic.code),
+            clinic=clinic,
+            cpr=cpr,
+            reason="existing_user_not_logged_in",
+        )
     link = None
     if user is not None and user.id is not None:
         link = users.find_link(session, clinic_id=clinic.id, user_id=user.id)
@@ -96,6 +152,22 @@ def _situation(session: Session, *, clinic_code: str, cpr: str) -> tuple[Clinic,
     return clinic, user
 
 
+def _verify(session: Session, *, clinic_code: str, cpr: str, broker: MitIdBroker) -> datetime:
+    """The MitID login a registration is made in: when the broker confirmed ``cpr``."""
+    clinic = _offering(session, clinic_code)
+    result = broker.verify(cpr)
+    if not result.verified or result.cpr != cpr:
+        raise _refuse(
+            session,
+            MITID_FAILED,
+            clinic=clinic,
+            cpr=cpr,
+            reason="mitid_not_verified",
+            broker=broker.name,
+        )
+    return utcnow()
+
+
 def _lock_cpr(session: Session, *, clinic_id: int, cpr: str) -> None:
     """PostgreSQL: registrations of one CPR at one clinic take turns (no duplicate request).
 
@@ -113,38 +185,57 @@ def register(
     *,
     clinic_code: str,
     cpr: str,
-    name: str,
-    email: str,
+    name: str | None = None,
+    email: str | None = None,
     services: list[str] | str | None = None,
     password: Callable[[], str],
+    details: Callable[[], tuple[str, str]] | None = None,
+    broker: MitIdBroker | None = None,
 ) -> Registration:
     """Self-register ``cpr`` at the clinic, under its registration mode.
 
-    ``services``: the services asked for (default: all the clinic offers). ``password``
-    is called only when a new user will be created (it may prompt: the database
-    transaction is closed while it runs).
+    ``services``: the services asked for (default: all the clinic offers). ``broker``:
+    the registration is made inside a MitID login (``services/mitid.py``); only then may
+    a CPR number that has a portal user register (its stored name, e-mail and password
+    are kept; ``name``/``email`` are not used), and a new user's password and e-mail
+    count as vouched for by the patient. ``name``/``email``: a new user's; when None,
+    ``details`` is called for them. ``password`` and ``details`` are called only when a
+    new user will be created (they may prompt: the database transaction is closed while
+    they run).
     """
     cpr = normalize_cpr(cpr)
-    name = clean_name(name)
-    email = normalize_email(email)
+    name = clean_name(name) if name is not None else None
+    email = normalize_email(email) if email is not None else None
     wanted = catalog.parse_services(services) if services is not None else None
 
-    clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr)
+    verified_at: datetime | None = None
+    if broker is not None:
+        verified_at = _verify(session, clinic_code=clinic_code, cpr=cpr, broker=broker)
+    mitid = verified_at is not None
+    clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr, mitid=mitid)
     clinic_id = clinic.id
     assert clinic_id is not None
     password_hash: str | None = None
     if user is None:
         session.rollback()  # no transaction (SQLite: no write lock) while the patient types
+        if name is None or email is None:
+            if details is None:
+                raise MissingInput("--name" if name is None else "--email")
+            asked_name, asked_email = details()
+            name = name if name is not None else clean_name(asked_name)
+            email = email if email is not None else normalize_email(asked_email)
         chosen = password()
         passwords.check_policy(chosen)
         password_hash = passwords.hash_password(chosen)
 
     # The transaction that stores: look again, the world may have moved meanwhile.
     _lock_cpr(session, clinic_id=clinic_id, cpr=cpr)
-    clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr)
+    clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr, mitid=mitid)
     if user is not None:
-        password_hash = None  # an existing user keeps the password they have
-    elif password_hash is None:  # a user seen at the first look is gone (users are kept)
+        # the patient proved who they are; their user keeps its own name, e-mail and password
+        name, email, password_hash = user.name, user.email, None
+    elif password_hash is None or name is None or email is None:
+        # a user seen at the first look is gone (users are kept)
         raise Conflict("The registration could not be completed; please try again.")
     offered = catalog.split_services(clinic.services)
     asked = wanted if wanted is not None else offered
@@ -158,6 +249,7 @@ def register(
             asked=asked,
             password_hash=password_hash,
             existing=user is not None,
+            verified_at=verified_at,
         )
     return _open(
         session,
@@ -167,6 +259,7 @@ def register(
         email=email,
         granted=[s for s in asked if s in offered],
         password_hash=password_hash,
+        verified_at=verified_at,
     )
 
 
@@ -180,6 +273,7 @@ def _request(
     asked: list[str],
     password_hash: str | None,
     existing: bool,
+    verified_at: datetime | None,
 ) -> Registration:
     assert clinic.id is not None
     request = RegistrationRequest(
@@ -189,6 +283,7 @@ def _request(
         email=email,
         password_hash=password_hash,
         services=catalog.join_services(asked),
+        mitid_verified_at=verified_at,
     )
     session.add(request)
     session.flush()
@@ -198,7 +293,12 @@ def _request(
         clinic=clinic.code,
         action="request.submit",
         target=f"request:{request.id}",
-        details={"cpr": cpr, "services": asked, "existing_user": existing},
+        details={
+            "cpr": cpr,
+            "services": asked,
+            "existing_user": existing,
+            "mitid": verified_at is not None,
+        },
     )
     outbox.enqueue(
         session,
@@ -216,6 +316,7 @@ def _request(
         services=asked,
         request_id=request.id,
         existing_user=existing,
+        mitid=verified_at is not None,
     )
 
 
@@ -228,6 +329,7 @@ def _open(
     email: str,
     granted: list[str],
     password_hash: str | None,
+    verified_at: datetime | None,
 ) -> Registration:
     assert clinic.id is not None
     linked = users.ensure_linked(
@@ -240,9 +342,16 @@ def _open(
         by=ACTOR,
         services=catalog.join_services(granted),
         password_hash=password_hash,
+        vouched_at=verified_at,
     )
     if not linked.link_created:  # a concurrent registration or a staff member was first
         raise Conflict(f"This CPR number already has access to clinic {clinic.code} on {PORTAL}.")
+    if not linked.user_created and verified_at is None:  # created meanwhile by someone else
+        raise Conflict("The registration could not be completed; please try again.")
+    user = linked.user
+    if verified_at is not None:  # the registration was made inside a MitID login
+        user.mitid_verified_at = verified_at
+        session.add(user)
     # A request kept from when the clinic required approval is superseded by this one.
     for old in session.exec(
         select(RegistrationRequest).where(
@@ -263,15 +372,15 @@ def _open(
         details={
             "user_created": linked.user_created,
             "services": granted,
-            "differences": sorted(linked.differences),
+            "mitid": verified_at is not None,
         },
     )
-    outbox.enqueue(
+    outbox.enqueue(  # to the user's own address (a new user's is the one just given)
         session,
-        to=email,
+        to=user.email,
         template="registered",
         clinic_id=clinic.id,
-        name=name,
+        name=user.name,
         clinic_name=clinic.name,
     )
     session.commit()
@@ -281,4 +390,5 @@ def _open(
         clinic_name=clinic.name,
         services=granted,
         existing_user=not linked.user_created,
+        mitid=verified_at is not None,
     )

@@ -14,6 +14,7 @@ can link it), never which clinics it is linked to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -55,12 +56,28 @@ def get_or_create_user(
     email: str,
     origin: str,
     password_hash: str | None = None,
+    vouched_at: datetime | None = None,
 ) -> tuple[PortalUser, bool]:
-    """(user, created). Safe against a concurrent creation of the same CPR."""
+    """(user, created). Safe against a concurrent creation of the same CPR.
+
+    A user a clinic creates (origin ``clinic``) has vouched-for credentials at once (the
+    clinic typed the e-mail); a self-registered one only from ``vouched_at`` (given when
+    the registration was made inside a MitID login), else not until the patient confirms
+    them in a MitID login or a clinic sets the no-MitID flag (``services/access.py``).
+    """
     existing = find_user(session, cpr)
     if existing is not None:
         return existing, False
-    user = PortalUser(cpr=cpr, name=name, email=email, origin=origin, password_hash=password_hash)
+    if vouched_at is None and origin == "clinic":
+        vouched_at = utcnow()
+    user = PortalUser(
+        cpr=cpr,
+        name=name,
+        email=email,
+        origin=origin,
+        password_hash=password_hash,
+        credentials_vouched_at=vouched_at,
+    )
     try:
         with session.begin_nested():
             session.add(user)
@@ -146,10 +163,17 @@ def ensure_linked(
     by: str,
     services: str,
     password_hash: str | None = None,
+    vouched_at: datetime | None = None,
 ) -> Linked:
     """Create the user (or find the existing one, R1) and link it to the clinic."""
     user, user_created = get_or_create_user(
-        session, cpr=cpr, name=name, email=email, origin=origin, password_hash=password_hash
+        session,
+        cpr=cpr,
+        name=name,
+        email=email,
+        origin=origin,
+        password_hash=password_hash,
+        vouched_at=vouched_at,
     )
     differences: dict[str, tuple[str, str]] = {}
     if not user_created:

@@ -157,9 +157,19 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
         created_at = writer.time(T_USER, "created_at", now)
         writer.insert(
             T_USER,
-            ("id", "cpr", "name", "email", "origin", "failed_logins", "created_at"),
+            # a user the clinic creates has vouched-for credentials (services/users.py)
+            (
+                "id",
+                "cpr",
+                "name",
+                "email",
+                "origin",
+                "failed_logins",
+                "created_at",
+                "credentials_vouched_at",
+            ),
             [
-                (uid, row[CPR], row[NAME], row[EMAIL], "clinic", 0, created_at)
+                (uid, row[CPR], row[NAME], row[EMAIL], "clinic", 0, created_at, created_at)
                 for uid, row in zip(ids, found.create, strict=True)
             ],
         )
@@ -207,6 +217,22 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                 }
                 for row in found.set_flag
             ],
+        )
+
+    # the flag confirms the user's own e-mail (rows with another address were rejected):
+    # it vouches for credentials an existing user chose at self-registration
+    flagged_existing = [
+        existing[row[CPR]].user_id for row in found.link + found.set_flag if row[FLAG]
+    ]
+    if flagged_existing:
+        session.execute(
+            update(T_USER)
+            .where(
+                T_USER.c.id == bindparam("user_id"),
+                T_USER.c.credentials_vouched_at.is_(None),
+            )
+            .values(credentials_vouched_at=bindparam("at")),
+            [{"user_id": uid, "at": now} for uid in flagged_existing],
         )
 
     mails: list[tuple[Any, ...]] = []
