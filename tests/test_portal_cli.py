@@ -16,16 +16,18 @@ from sqlmodel import select
 from patientportal_cli import prompts
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import OneTimeCode
+from patientportal_cli.services import throttle
 from tests.conftest import Cli, Staff
 from tests.test_portal_support import (
     Inbox,
+    attempt_of,
+    code_sent,
     db_session,
     fast_hashing,
     self_registers,
     set_no_mitid,
     staff_creates_patient,
     unlock,
-    user_row,
 )
 
 
@@ -39,12 +41,13 @@ NUMBER = "2406944321"
 EMAIL = "sofie@example.dk"
 PW = "Patient-pass1"
 LOGIN = f"portal login {CPR} --clinic NORD --method two-factor --password-stdin"
-CODE_SENT = (
-    "A security code was e-mailed to s***@example.dk (valid 10 minutes).\n"
-    "No terminal to ask for it: give it with `patientportal portal verify CPR --clinic NORD "
-    "--code CODE`.\n"
-)
 LOGIN_FAILED = "Error: Login failed: wrong CPR number or password.\n"
+ACTIVATION_FAILED = (
+    "Error: Activation failed: wrong CPR number, clinic or activation code (a code works "
+    "once, for 7 days; the clinic can send a new one).\n"
+)
+NOT_VALID = "Error: The security code is not valid for this login: log in again to get a new code."
+NOW_LOCKED = "After 5 failed attempts, login is locked for 15 minutes.\n"
 
 
 @pytest.fixture
@@ -104,10 +107,7 @@ def test_activate_code_is_single_use(cli: Cli, invited: str) -> None:
     args = f"portal activate {CPR} --clinic NORD --code {invited} --password-stdin"
     cli(args, input=PW)
     r = cli(args, input="Another-pass2", expect=1)
-    assert r.stderr == (
-        "Error: The activation code is no longer valid (it was already used or replaced by a "
-        "newer one): ask the clinic to send a new one.\n"
-    )
+    assert r.stderr == ACTIVATION_FAILED
 
 
 def test_activate_with_an_expired_code(cli: Cli, invited: str, db_url: str, home: Path) -> None:
@@ -121,17 +121,15 @@ def test_activate_with_an_expired_code(cli: Cli, invited: str, db_url: str, home
         input=PW,
         expect=1,
     )
-    assert r.stderr == (
-        "Error: The activation code has expired (codes are valid for 7 days): ask the clinic "
-        "to send a new one.\n"
-    )
+    assert r.stderr == ACTIVATION_FAILED
 
 
 def test_activate_with_a_wrong_code(cli: Cli, invited: str) -> None:
     wrong = "AAAA-AAAA" if invited != "AAAA-AAAA" else "BBBB-BBBB"
     args = f"portal activate {CPR} --clinic NORD --code {wrong} --password-stdin"
-    r = cli(args, input=PW, expect=1)
-    assert r.stderr == "Error: Wrong activation code (4 tries left).\n"
+    for _ in range(4):  # wrong codes do not end the code (nobody else can use it up)
+        assert cli(args, input=PW, expect=1).stderr == ACTIVATION_FAILED
+    cli(f"portal activate {CPR} --clinic NORD --code {invited} --password-stdin", input=PW)
 
 
 POLICY_CASES = [
@@ -178,10 +176,7 @@ def test_activate_at_a_clinic_the_patient_does_not_use(cli: Cli, invited: str) -
     r = cli(
         f"portal activate {CPR} --clinic SYD --code {invited} --password-stdin", input=PW, expect=1
     )
-    assert r.stderr == (
-        "Error: No portal user with this CPR number is linked to clinic SYD: check the CPR "
-        "number and the clinic code.\n"
-    )
+    assert r.stderr == ACTIVATION_FAILED
 
 
 # --- login: MitID ----------------------------------------------------------------------------
@@ -216,9 +211,9 @@ def test_login_method_chosen_on_a_terminal(cli: Cli, flagged: Inbox) -> None:
 
 def test_two_factor_without_a_terminal_ends_after_sending(cli: Cli, flagged: Inbox) -> None:
     r = cli(LOGIN, input=PW + "\n")
-    assert (r.stdout, r.stderr) == ("", CODE_SENT)
+    assert (r.stdout, r.stderr) == ("", code_sent(r.stderr))
     code = flagged.security_code(EMAIL)
-    r = cli(f"portal verify {CPR} --clinic NORD --code {code}")
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt_of(r.stderr)} --code {code}")
     assert (r.stdout, r.stderr) == ("", "Logged in.\n")
 
 
@@ -269,52 +264,63 @@ def test_lockout_after_five_wrong_passwords_and_patient_unlock(
     for _ in range(4):
         assert cli(LOGIN, input="Wrong-pass1\n", expect=1).stderr == LOGIN_FAILED
     r = cli(LOGIN, input="Wrong-pass1\n", expect=1)
-    assert r.stderr == (
-        "Error: Login failed: wrong CPR number or password. After 5 wrong passwords, "
-        "two-factor login is locked for 15 minutes.\n"
-    )
+    assert r.stderr == LOGIN_FAILED.replace("\n", " ") + NOW_LOCKED
     with db_session(db_url, home) as session:
-        until = user_row(session, NUMBER).locked_until
+        until = throttle.locked_until(session, kind=throttle.PATIENT, name=NUMBER)
     assert until is not None
     r = cli(LOGIN, input=PW + "\n", expect=1)
     assert r.stderr == (
-        f"Error: Two-factor login is locked until {until:%Y-%m-%d %H:%M} UTC after 5 wrong "
-        "passwords: try again later, or ask the clinic to unlock it.\n"
+        f"Error: Login is locked until {until:%Y-%m-%d %H:%M} UTC after 5 failed attempts: "
+        "try again later, or ask the clinic to unlock it.\n"
     )
     no_full_cpr(r.stderr)
     assert (
         unlock(cli, CPR) == "Unlocked 240694-**** (Sofie Berg): the failed-login count is reset.\n"
     )
-    assert cli(LOGIN, input=PW + "\n").stderr == CODE_SENT
+    r = cli(LOGIN, input=PW + "\n")
+    assert r.stderr == code_sent(r.stderr)
 
 
 def test_verify_wrong_code_five_times(cli: Cli, flagged: Inbox) -> None:
-    cli(LOGIN, input=PW + "\n")
+    r = cli(LOGIN, input=PW + "\n")
+    attempt = attempt_of(r.stderr)
     code = flagged.security_code(EMAIL)
     wrong = "000000" if code != "000000" else "111111"
-    args = f"portal verify {CPR} --clinic NORD --code {wrong}"
+    args = f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {wrong}"
     for left in ("4 tries", "3 tries", "2 tries", "1 try"):
         assert cli(args, expect=1).stderr == f"Error: Wrong security code ({left} left).\n"
+    # the fifth failure of the CPR number locks, as wrong passwords do
+    assert cli(args, expect=1).stderr == f"{NOT_VALID} {NOW_LOCKED}"
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}", expect=1)
+    assert r.stderr.startswith("Error: Login is locked until ")
+
+
+def test_a_code_ends_after_five_wrong_tries_even_when_unlocked(cli: Cli, flagged: Inbox) -> None:
+    r = cli(LOGIN, input=PW + "\n")
+    attempt = attempt_of(r.stderr)
+    code = flagged.security_code(EMAIL)
+    wrong = "000000" if code != "000000" else "111111"
+    args = f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {wrong}"
+    for _ in range(4):
+        cli(args, expect=1)
+    unlock(cli, CPR)  # the count of the CPR number starts again; the code's does not
     assert cli(args, expect=1).stderr == (
         "Error: Wrong security code; after 5 wrong tries it no longer works: log in again to "
         "get a new code.\n"
     )
-    r = cli(f"portal verify {CPR} --clinic NORD --code {code}", expect=1)
-    assert r.stderr == (
-        "Error: There is no valid security code (it was used or replaced by a newer one): "
-        "log in again to get a new code.\n"
-    )
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}", expect=1)
+    assert r.stderr == NOT_VALID + "\n"
 
 
 def test_verify_expired_code(cli: Cli, flagged: Inbox, db_url: str, home: Path) -> None:
-    cli(LOGIN, input=PW + "\n")
+    attempt = attempt_of(cli(LOGIN, input=PW + "\n").stderr)
     code = flagged.security_code(EMAIL)
     with db_session(db_url, home) as session:
         row = session.exec(select(OneTimeCode).where(OneTimeCode.purpose == "login")).one()
         row.expires_at = utcnow() - timedelta(seconds=1)
         session.add(row)
         session.commit()
-    r = cli(f"portal verify {CPR} --clinic NORD --code {code}", expect=1)
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}", expect=1)
     assert r.stderr == (
         "Error: The security code has expired (codes are valid for 10 minutes): log in again "
         "to get a new code.\n"
@@ -322,19 +328,22 @@ def test_verify_expired_code(cli: Cli, flagged: Inbox, db_url: str, home: Path) 
 
 
 def test_verify_reused_code(cli: Cli, flagged: Inbox) -> None:
-    cli(LOGIN, input=PW + "\n")
+    attempt = attempt_of(cli(LOGIN, input=PW + "\n").stderr)
     code = flagged.security_code(EMAIL)
-    cli(f"portal verify {CPR} --clinic NORD --code {code}")
-    r = cli(f"portal verify {CPR} --clinic NORD --code {code}", expect=1)
-    assert r.stderr.startswith("Error: There is no valid security code")
+    cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}")
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}", expect=1)
+    assert r.stderr == NOT_VALID + "\n"
 
 
 def test_verify_bad_input(cli: Cli, flagged: Inbox) -> None:
-    r = cli(f"portal verify {CPR} --clinic NORD --code 12ab56", expect=2)
+    verify = f"portal verify {CPR} --clinic NORD"
+    r = cli(f"{verify} --attempt x --code 12ab56", expect=2)
     assert r.stderr == "Error: The security code is the 6 digits from the e-mail.\n"
-    r = cli(f"portal verify {CPR} --clinic NORD", expect=2)
+    r = cli(f"{verify} --attempt x", expect=2)
     assert r.stderr == "Error: Missing code: pass --code (no terminal to ask on).\n"
-    r = cli("portal verify 0102AB-1234 --clinic NORD --code 123456", expect=2)
+    r = cli(f"{verify} --code 123456", expect=2)
+    assert r.stderr == "Error: Missing attempt id: pass --attempt (no terminal to ask on).\n"
+    r = cli("portal verify 0102AB-1234 --clinic NORD --attempt x --code 123456", expect=2)
     assert "eCPR" in r.stderr
 
 
@@ -367,13 +376,14 @@ def test_two_factor_when_the_smtp_server_refuses(
         f"{EMAIL})); it stays queued: run `patientportal mail send`.",
         "Error: The security code could not be e-mailed; it stays queued and is sent by "
         "`patientportal mail send` (valid 10 minutes). Then give it with `patientportal "
-        "portal verify CPR --clinic NORD --code CODE`.",
+        f"portal verify CPR --clinic NORD --attempt {attempt_of(r.stderr)} --code CODE`.",
     ]
     smtp_server.handler.refuse = False
     cli("mail send")
     [msg] = smtp_server.messages
     code = _only_code(msg)
-    assert cli(f"portal verify {CPR} --clinic NORD --code {code}").stderr == "Logged in.\n"
+    verify = f"portal verify {CPR} --clinic NORD --attempt {attempt_of(r.stderr)} --code {code}"
+    assert cli(verify).stderr == "Logged in.\n"
 
 
 def _only_code(msg: Any) -> str:

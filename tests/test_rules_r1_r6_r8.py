@@ -22,6 +22,7 @@ from tests.test_patients_support import (
     terminal,
     users_with_cpr,
 )
+from tests.test_portal_support import attempt_of
 
 CPR = "120376-4321"
 NUMBER = "1203764321"
@@ -34,12 +35,13 @@ def activate(cli: Cli, inbox: Inbox, email: str, clinic: str = "NORD") -> None:
 
 
 def two_factor_login(cli: Cli, inbox: Inbox, email: str, clinic: str = "NORD") -> None:
-    cli(
+    sent = cli(
         f"portal login {CPR} --clinic {clinic} --method two-factor --password-stdin",
         input=PW + "\n",
     )
     code = inbox.security_code(email)
-    r = cli(f"portal verify {CPR} --clinic {clinic} --code {code}")
+    attempt = attempt_of(sent.stderr)
+    r = cli(f"portal verify {CPR} --clinic {clinic} --attempt {attempt} --code {code}")
     assert r.stderr == "Logged in.\n"
 
 

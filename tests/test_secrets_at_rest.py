@@ -26,7 +26,7 @@ from patientportal_cli.db.models import Clinic, OneTimeCode, Outbox
 from tests.conftest import Cli, Staff
 from tests.test_import_support import patients_csv
 from tests.test_patients_support import second_clinic
-from tests.test_portal_support import ACTIVATION_CODE, SECURITY_CODE, Inbox, body
+from tests.test_portal_support import ACTIVATION_CODE, SECURITY_CODE, Inbox, attempt_of, body
 
 PW = "Patient-pass1"
 CPR = "120376-4321"
@@ -77,10 +77,11 @@ def test_a_copy_of_the_database_holds_no_mailed_code(
         input=PW + "\n",
     )
     login = ["portal", "login", CPR, "--clinic", "NORD", "--method", "two-factor"]
-    cli([*login, "--password-stdin"], input=PW + "\n")
+    sent = cli([*login, "--password-stdin"], input=PW + "\n")
     security = inbox.security_code(EMAIL)
     delivered.append(security)
-    cli(["portal", "verify", CPR, "--clinic", "NORD", "--code", security])
+    attempt = attempt_of(sent.stderr)
+    cli(["portal", "verify", CPR, "--clinic", "NORD", "--attempt", attempt, "--code", security])
     # a second login whose code is never used: it is pending in the database now
     cli([*login, "--password-stdin"], input=PW + "\n")
     pending = inbox.security_code(EMAIL)
