@@ -184,7 +184,7 @@ def update(
         session.add(link)
         assert user.id is not None
         _end_codes(session, user_id=user.id)
-        _clear_other_flags(session, user=user, here=clinic)
+        clear_stale_flags(session, user=user, here=clinic)
         outbox.enqueue(
             session,
             to=result.old_email,
@@ -240,9 +240,10 @@ def _end_codes(session: Session, *, user_id: int) -> None:
     session.flush()
 
 
-def _clear_other_flags(session: Session, *, user: PortalUser, here: Clinic) -> None:
-    """Remove the no-MitID flag at other clinics whose confirmation is not for the user's
-    (new) e-mail; each is audited at its own clinic (see the module docstring)."""
+def clear_stale_flags(session: Session, *, user: PortalUser, here: Clinic) -> None:
+    """Remove the no-MitID flag at clinics other than ``here`` whose confirmation is not
+    for the user's (new) e-mail; each is audited at its own clinic (see the module
+    docstring). For any path that changes ``user.email``; the caller commits."""
     now = utcnow()
     rows = session.exec(
         select(ClinicLink, Clinic)
