@@ -28,6 +28,7 @@ def user(**kw: object) -> PortalUser:
         "name": "Ida",
         "email": "ida@example.dk",
         "password_hash": "hash",
+        "credentials_vouched_at": T0 - timedelta(days=400),
     }
     values.update(kw)
     return PortalUser(**values)  # type: ignore[arg-type]
@@ -37,14 +38,16 @@ def link(**kw: object) -> ClinicLink:
     return ClinicLink(clinic_id=1, user_id=1, **kw)  # type: ignore[arg-type]
 
 
-def decide(u: PortalUser, li: ClinicLink | None) -> tuple[bool, str, str]:
-    d = access.two_factor_decision(u, li, now=T0)
+def decide(
+    u: PortalUser, li: ClinicLink | None, locked: datetime | None = None
+) -> tuple[bool, str, str]:
+    d = access.two_factor_decision(u, li, now=T0, locked=locked)
     return d.allowed, d.code, d.reason
 
 
 def test_not_linked_says_only_that() -> None:
-    u = user(password_hash=None, locked_until=T0 + timedelta(minutes=5))
-    assert decide(u, None) == (False, "not_linked", "not linked here")
+    u = user(password_hash=None)
+    assert decide(u, None, T0 + timedelta(minutes=5)) == (False, "not_linked", "not linked here")
     assert access.mitid_decision(None).as_dict() == {"allowed": False, "reason": "not linked here"}
 
 
@@ -85,25 +88,30 @@ def test_r7_verification_must_be_after_the_flag_was_removed() -> None:
 
 
 def test_not_activated_and_locked_are_reported_together() -> None:
-    u = user(password_hash=None, locked_until=T0 + timedelta(minutes=15))
-    allowed, code, reason = decide(u, link())
+    u = user(password_hash=None)
+    allowed, code, reason = decide(u, link(), T0 + timedelta(minutes=15))
     assert (allowed, code) == (False, "not_activated")
     assert reason == (
         "not activated (the patient has not chosen a password yet); locked until "
-        "2026-03-01 12:15 UTC after too many wrong passwords (staff can run `patient "
+        "2026-03-01 12:15 UTC after too many failed logins (staff can run `patient "
         "unlock`); " + NEEDS_MITID
     )
     # the flag does not lift the other conditions
-    assert decide(u, link(no_mitid=True))[:2] == (False, "not_activated")
+    assert decide(u, link(no_mitid=True), T0 + timedelta(minutes=15))[:2] == (
+        False,
+        "not_activated",
+    )
 
 
 def test_lock_expires() -> None:
-    locked = user(locked_until=T0 + timedelta(seconds=1))
-    expired = user(locked_until=T0)
-    assert decide(locked, link(no_mitid=True))[:2] == (False, "locked")
-    assert decide(expired, link(no_mitid=True))[:2] == (True, "ok")
-    assert access.locked_until(locked, now=T0) == T0 + timedelta(seconds=1)
-    assert access.locked_until(expired, now=T0) is None
+    """The lock is the CPR number's (``services/throttle.py``), handed in as ``locked``."""
+    u = user()
+    assert decide(u, link(no_mitid=True), T0 + timedelta(seconds=1))[:2] == (False, "locked")
+    assert decide(u, link(no_mitid=True), T0)[:2] == (True, "ok")
+    assert decide(u, link(no_mitid=True), T0.replace(tzinfo=None) + timedelta(seconds=1))[:2] == (
+        False,
+        "locked",
+    )
 
 
 def test_naive_times_count_as_utc() -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from patientportal_cli.db.clock import utcnow
 from tests.conftest import Cli, Staff
 from tests.test_patients_support import (
     Inbox,
@@ -463,25 +462,30 @@ def test_invite_refuses_an_activated_user(cli: Cli, staff: Staff, db_url: str, h
 
 
 def test_unlock(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
-    from datetime import timedelta
-
     create_ida(cli, "--no-invite")
     r = cli("patient unlock 010203-1234")
     assert r.stderr == "010203-**** (Ida Hansen) is not locked; nothing changed.\n"
-    with db_session(db_url, home) as s:
-        [user] = users_with_cpr(s, "0102031234")
-        user.failed_logins = 5
-        user.locked_until = utcnow() + timedelta(minutes=15)
-        s.add(user)
-        s.commit()
-    assert json.loads(cli("patient show 010203-1234 -o json").stdout)["locked_until"] is not None
+    login = "portal login 010203-1234 --clinic NORD --method two-factor --password-stdin"
+    for n in (1, 2, 3, 4):  # not activated: the failures count all the same
+        cli(login, input="Some-pass1\n", expect=1)
+        assert json.loads(cli("patient show 010203-1234 -o json").stdout)["failed_logins"] == n
+    r = cli(login, input="Some-pass1\n", expect=1)
+    assert r.stderr.endswith("After 5 failed attempts, login is locked for 15 minutes.\n")
+    data = json.loads(cli("patient show 010203-1234 -o json").stdout)
+    assert data["failed_logins"] == 0 and data["locked_until"] is not None
+    access = json.loads(cli("patient access 010203-1234 -o json").stdout)["two_factor"]
+    assert "locked until" in access["reason"]
     r = cli("patient unlock 010203-1234")
     assert r.stderr == "Unlocked 010203-**** (Ida Hansen): the failed-login count is reset.\n"
     data = json.loads(cli("patient show 010203-1234 -o json").stdout)
     assert (data["failed_logins"], data["locked_until"]) == (0, None)
+    assert cli(login, input="Some-pass1\n", expect=1).stderr == (
+        "Error: Login failed: wrong CPR number or password.\n"
+    )
     with db_session(db_url, home) as s:
         [event] = events(s, "patient.unlock")
-        assert event[2] == "cpr:0102031234" and event[4]["failed_logins"] == 5
+        assert event[2] == "cpr:0102031234" and event[4]["failed_logins"] == 0
+        assert event[4]["locked_until"] is not None
 
 
 # --- access --------------------------------------------------------------------------
