@@ -89,9 +89,7 @@ def send_queued(
     try:
         settings = mail_settings()
         with database() as session:
-            sent, failed, errors = delivery.deliver(
-                session, settings=settings, clinic_code=clinic
-            )
+            sent, failed, errors = delivery.deliver(session, settings=settings, clinic_code=clinic)
     except Exception as exc:  # the change is committed; mail trouble must not hide that
         if debug():
             raise
