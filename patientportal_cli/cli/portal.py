@@ -343,8 +343,12 @@ def verify(
 
     number = _cpr(cpr)
     clinic = _clinic(clinic_code)
-    login_attempt = attempt or prompts.text(
-        "Attempt id (printed by `portal login`):", flag="--attempt", what="attempt id"
+    login_attempt = (
+        attempt
+        if attempt is not None
+        else prompts.text(
+            "Attempt id (printed by `portal login`):", flag="--attempt", what="attempt id"
+        )
     )
     given = code or prompts.text("Security code from the e-mail:", flag="--code", what="code")
     with database() as session:
