@@ -170,14 +170,17 @@ UNKNOWN = "0404904444"  # no portal user
 def _mailed_codes(home: Path) -> dict[str, str]:
     """The activation code last mailed to each address (the default Maildir)."""
     import email
+    import email.policy
+    import email.utils
     import mailbox
     import re
 
     found: dict[str, str] = {}
     for key in sorted(mailbox.Maildir(home / "maildir", create=False).iterkeys()):
         raw = (home / "maildir" / "new" / key).read_bytes()
-        msg = email.message_from_bytes(raw)
-        text = (msg.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        part = msg.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+        text = str(part.get_content()) if part is not None else ""
         match = re.search(r"^\s+([A-Z0-9]{4}(?:-[A-Z0-9]{4}){3})\s*$", text, re.M)
         if match:
             found[email.utils.parseaddr(str(msg["To"]))[1]] = match.group(1)

@@ -46,7 +46,9 @@ LOCKED = re.compile(
 )
 
 
-def login(cli: Cli, cpr: str = CPR, password: str = PW, clinic: str = "NORD", **kw: int) -> Result:
+def login(
+    cli: Cli, cpr: str = CPR, password: str = PW, clinic: str = "NORD", **kw: int | None
+) -> Result:
     return cli(
         f"portal login {cpr} --clinic {clinic} --method two-factor --password-stdin",
         input=password + "\n",
@@ -54,7 +56,9 @@ def login(cli: Cli, cpr: str = CPR, password: str = PW, clinic: str = "NORD", **
     )
 
 
-def verify(cli: Cli, code: str, attempt: str | None, cpr: str = CPR, expect: int = 0) -> Result:
+def verify(
+    cli: Cli, code: str, attempt: str | None, cpr: str = CPR, expect: int | None = 0
+) -> Result:
     with_attempt = ["--attempt", attempt] if attempt is not None else []
     return cli(
         ["portal", "verify", cpr, "--clinic", "NORD", *with_attempt, "--code", code], expect=expect
