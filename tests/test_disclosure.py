@@ -188,7 +188,9 @@ def test_a_request_for_a_user_of_another_clinic_shows_only_what_was_asked(
     cli(f"patient create {CPR} --name 'Ida Hansen' --email ida@example.dk --no-invite")
     cli("clinic create SYD --name Sydklinikken --registration approval")
     staff.add("sara", "secretary", clinic="SYD")
-    register(cli, CPR, clinic="SYD", name="I. Jensen", email="ij@example.com", password=None)
+    register(  # inside MitID: an anonymous registration of an existing CPR is refused
+        cli, CPR, clinic="SYD", name="I. Jensen", email="ij@example.com", password=None, mitid=True
+    )
     staff.login("sara")
     [row] = json.loads(cli("requests list -o json").stdout)
     assert (row["name"], row["email"], row["user"]) == ("I. Jensen", "ij@example.com", "existing")

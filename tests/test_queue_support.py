@@ -43,8 +43,13 @@ def register(
     services: str | None = None,
     password: str | None = PW,
     expect: int | None = 0,
+    mitid: bool = False,
 ) -> Any:
+    """`portal register`; ``mitid``: inside a MitID login (`--login mitid`), which a CPR
+    number that already has a portal user needs."""
     args = ["portal", "register", cpr, "--clinic", clinic, "--name", name, "--email", email]
+    if mitid:
+        args += ["--login", "mitid"]
     if services is not None:
         args += ["--services", services]
     if password is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.errors import Conflict, Refused
-from patientportal_cli.services import passwords, registration
+from patientportal_cli.services import mitid, passwords, registration
 from tests.conftest import Cli, Staff
 from tests.test_queue_support import (
     CPR,
@@ -93,7 +93,8 @@ def test_mode_open_creates_the_user_with_requested_services_the_clinic_offers(
     assert (r.stdout, r.stderr) == (
         "",
         "Portal user created and linked to clinic NORD (Nordklinikken); services: booking. "
-        "The first login needs MitID (or the clinic's no-MitID flag).\n",
+        "The first login needs MitID, where you confirm your password and e-mail (or the "
+        "clinic's no-MitID flag).\n",
     )
     with db(db_url, home) as session:
         [user] = users(session)
@@ -112,8 +113,11 @@ def test_mode_open_creates_the_user_with_requested_services_the_clinic_offers(
     assert subject == "Du er nu tilknyttet Nordklinikken på Patientportalen"
     assert "Ved første login kræves verificering med MitID" in text
 
-    # the same CPR again: it already has access here
+    # the same CPR again: without a login, only "log in instead" (nothing about this clinic)
     r = register(cli, expect=1)
+    assert r.stderr.startswith("Error: A portal user with this CPR number already exists")
+    # inside MitID: it already has access here
+    r = register(cli, expect=1, mitid=True)
     assert r.stderr == (
         "Error: This CPR number already has access to clinic NORD on Patientportalen: log in "
         "with `patientportal portal login`.\n"
@@ -136,11 +140,19 @@ def test_existing_user_is_linked_not_duplicated_and_keeps_its_password(
     set_mode(cli, "open")
     cli("clinic create SYD --name Sydklinikken --registration open")
     register(cli)  # at NORD, a new user with PW
-    # at SYD: no password is asked (none on stdin, no terminal); other name/e-mail given
-    r = register(cli, clinic="SYD", name="Jens Other", email="other@example.dk", password=None)
+    # at SYD, inside MitID: no password is asked (none on stdin, no terminal); the other
+    # name/e-mail given are not used
+    r = register(
+        cli,
+        clinic="SYD",
+        name="Jens Other",
+        email="other@example.dk",
+        password=None,
+        mitid=True,
+    )
     assert r.stderr == (
-        "The existing portal user is now linked to clinic SYD (Sydklinikken) (password "
-        "unchanged); services: e-consultation, booking, prescription-renewal.\n"
+        "Your portal user is now linked to clinic SYD (Sydklinikken) (its name, e-mail and "
+        "password are unchanged); services: e-consultation, booking, prescription-renewal.\n"
     )
     with db(db_url, home) as session:
         [user] = users(session)
@@ -150,9 +162,10 @@ def test_existing_user_is_linked_not_duplicated_and_keeps_its_password(
         [event] = events(session, "registration.open")[1:]
         assert event.clinic == "SYD"
         assert '"user_created": false' in event.details
-        assert '"differences": ["email", "name"]' in event.details
-    [(subject, _)] = mail_to(home, "other@example.dk")
-    assert subject == "Du er nu tilknyttet Sydklinikken på Patientportalen"
+        assert '"mitid": true' in event.details
+    assert mail_to(home, "other@example.dk") == []  # only the user's own address is mailed
+    subjects = [subject for subject, _ in mail_to(home, "jens@example.dk")]
+    assert subjects[-1] == "Du er nu tilknyttet Sydklinikken på Patientportalen"
 
 
 def test_existing_user_in_approval_mode_becomes_a_link_request(
@@ -161,7 +174,7 @@ def test_existing_user_in_approval_mode_becomes_a_link_request(
     set_mode(cli, "open")
     cli("clinic create SYD --name Sydklinikken --registration approval")
     register(cli)
-    r = register(cli, clinic="SYD", password=None)
+    r = register(cli, clinic="SYD", password=None, mitid=True)
     assert r.stderr.startswith(
         "Registration request 1 sent to clinic SYD (Sydklinikken) for the existing portal user"
     )
@@ -252,6 +265,15 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
     register(cli)
     cli("clinic create SYD --name Sydklinikken --registration approval")
     with db(db_url, home) as session:
+        with pytest.raises(Refused, match="already exists: log in instead"):
+            registration.register(  # not inside a MitID login
+                session,
+                clinic_code="SYD",
+                cpr=CPR,
+                name="Jens Hansen",
+                email="jens@example.dk",
+                password=_never,
+            )
         done = registration.register(
             session,
             clinic_code="syd",
@@ -260,6 +282,7 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
             email="jens@example.dk",
             services=["booking"],
             password=_never,
+            broker=mitid.broker(),
         )
         assert (done.outcome, done.existing_user, done.services) == ("requested", True, ["booking"])
         with pytest.raises(Conflict):
@@ -270,6 +293,7 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
                 name="Jens Hansen",
                 email="jens@example.dk",
                 password=_never,
+                broker=mitid.broker(),
             )
         with pytest.raises(Conflict):  # already linked at NORD
             registration.register(
@@ -279,6 +303,7 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
                 name="Jens Hansen",
                 email="jens@example.dk",
                 password=_never,
+                broker=mitid.broker(),
             )
 
 

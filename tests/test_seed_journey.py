@@ -117,6 +117,7 @@ def test_the_seed_journey(cli: Cli, staff: Staff, db_url: str, home: Path) -> No
     cli("clinic create SYD --name Sydklinikken --registration approval")
     r = cli(  # an existing user: no password is asked, the existing one is kept
         ["portal", "register", CPR, "--clinic", "SYD", "--name", "Ole Berg", "--email", EMAIL]
+        + ["--login", "mitid"]  # a CPR number with a portal user registers inside MitID
     )
     assert r.stderr.startswith(
         "Registration request 1 sent to clinic SYD (Sydklinikken) for the existing portal user"

@@ -380,8 +380,12 @@ def test_a_request_made_inside_mitid_for_an_existing_user(
     with db_session(db_url, home) as session:
         [request] = session.exec(select(RegistrationRequest)).all()
         assert request.mitid_verified_at is not None
-        assert (request.name, request.email, request.password_hash) == ("Vera", VICTIM, None)
+        # the request shows SYD nothing of the user (not SYD's patient before approval)
+        assert (request.name, request.email, request.password_hash) == ("", "", None)
         assert link_row(session, NUMBER, "SYD").clinic_id is not None
+    subjects = mail_to(home, VICTIM)
+    assert "Vi har modtaget din anmodning – Sydklinikken" in subjects
+    assert subjects[-1] == "Din anmodning er godkendt – Sydklinikken"
 
 
 # --- the import vouches as a clinic does ---------------------------------------------

@@ -296,6 +296,9 @@ def _decide(
     else:
         details["reason"] = request.reason
         mail = {"reason": request.reason}
+        existing = users.find_user(session, request.cpr)
+        if existing is not None and request.mitid_verified_at is not None:
+            recipient = (existing.email, existing.name)  # the patient's own address
     request.password_hash = None  # moved to the new user, or no longer needed
     session.add(request)
     audit.record(

@@ -18,7 +18,9 @@ A self-registration acts only for the person who proves to be the patient:
   (the form must say that a user exists, R1) and nothing is stored but the refusal's
   audit event: no request, no link, no mail. Inside the MitID login the user keeps the
   name, e-mail and password they have (typed ones are not used, the ``password`` callback
-  is not called) and every mail goes to the user's stored e-mail.
+  is not called) and every mail goes to the user's stored e-mail. A request shows the
+  clinic only the name and e-mail typed (if any), never the stored ones: the user is not
+  the clinic's patient until a doctor approves.
 - A new user chooses a password and gives an e-mail (policy checked, stored hashed: on
   the request until a doctor approves it, then moved to the new user). They are
   usable for two-factor login only once vouched for (``services/access.py``): at once
@@ -231,9 +233,17 @@ def register(
     # The transaction that stores: look again, the world may have moved meanwhile.
     _lock_cpr(session, clinic_id=clinic_id, cpr=cpr)
     clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr, mitid=mitid)
+    recipient: tuple[str, str] | None = None
     if user is not None:
-        # the patient proved who they are; their user keeps its own name, e-mail and password
-        name, email, password_hash = user.name, user.email, None
+        # the patient proved who they are; their user keeps its own name, e-mail and
+        # password, and is mailed at its own address only. A request shows the clinic only
+        # what was typed here (the user is not this clinic's patient before approval).
+        recipient = (user.email, user.name)
+        password_hash = None
+        if clinic.registration_mode != "approval":
+            name, email = user.name, user.email
+        else:
+            name, email = name or "", email or ""
     elif password_hash is None or name is None or email is None:
         # a user seen at the first look is gone (users are kept)
         raise Conflict("The registration could not be completed; please try again.")
@@ -250,6 +260,7 @@ def register(
             password_hash=password_hash,
             existing=user is not None,
             verified_at=verified_at,
+            recipient=recipient or (email, name),
         )
     return _open(
         session,
@@ -274,6 +285,7 @@ def _request(
     password_hash: str | None,
     existing: bool,
     verified_at: datetime | None,
+    recipient: tuple[str, str],
 ) -> Registration:
     assert clinic.id is not None
     request = RegistrationRequest(
@@ -302,10 +314,10 @@ def _request(
     )
     outbox.enqueue(
         session,
-        to=email,
+        to=recipient[0],
         template="request_received",
         clinic_id=clinic.id,
-        name=name,
+        name=recipient[1],
         clinic_name=clinic.name,
     )
     session.commit()
