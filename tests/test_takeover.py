@@ -413,3 +413,8 @@ def test_import_vouches_for_created_users_and_flagged_existing_ones(
         assert user_row(session, NUMBER).credentials_vouched_at is not None
         assert user_row(session, "0102031234").credentials_vouched_at is not None
     two_factor(cli, clinic="NORD", password=PW, expect=0)
+
+
+def test_portal_help_says_mitid_is_simulated(cli: Cli) -> None:
+    text = " ".join(cli("portal --help").stdout.split())
+    assert "MitID is SIMULATED in this tool: it accepts any valid CPR number" in text
