@@ -157,6 +157,63 @@ class Output:
         else:
             self._table(self._prepare(rows, for_json=False), columns, title)
 
+    def stream_rows(
+        self,
+        rows: Iterable[dict[str, Any]],
+        columns: Sequence[tuple[str, str]],
+        *,
+        title: str | None = None,
+        empty: str = "Nothing to show.",
+        chunk: int = 1000,
+    ) -> None:
+        """``rows`` for a listing that may be long: JSON and CSV are written as the rows
+        come, ``chunk`` at a time (constant memory; the same text as ``rows``), and
+        each chunk's CPR reveal is reported before it is printed. A table is laid out
+        as a whole, so it is collected first."""
+        if self.fmt not in ("json", "csv"):
+            self.rows(list(rows), columns, title=title, empty=empty)
+            return
+        keys = [k for k, _ in columns]
+        out = sys.stdout
+        started = False
+        batch: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            nonlocal started
+            prepared = self._prepare(batch, for_json=self.fmt == "json")
+            batch.clear()
+            if self.fmt == "csv":
+                buf = io.StringIO()
+                writer = csv.writer(buf, lineterminator="\n")
+                if not started:
+                    writer.writerow(keys)
+                for row in prepared:
+                    writer.writerow([csv_cell(row.get(k)) for k in keys])
+                out.write(buf.getvalue())
+            else:
+                parts = []
+                for row in prepared:
+                    item = json.dumps(row, ensure_ascii=False, indent=2, default=str)
+                    parts.append(("[\n" if not started else ",\n") + _indent(item))
+                    started = True
+                out.write("".join(parts))
+            started = True
+            out.flush()
+
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= chunk:
+                flush()
+        if batch or not started:
+            if self.fmt == "json" and not batch:
+                out.write("[]\n" if not started else "\n]\n")
+                out.flush()
+                return
+            flush()
+        if self.fmt == "json":
+            out.write("\n]\n")
+            out.flush()
+
     def record(self, record: dict[str, Any], *, title: str | None = None) -> None:
         """One object: key/value table, JSON object, or CSV with one row."""
         if self.fmt == "json":
@@ -247,6 +304,11 @@ def error(text: str) -> None:
     from rich.text import Text
 
     _console(stderr=True).print(Text("Error: " + literal(text), style="red"))
+
+
+def _indent(text: str) -> str:
+    """``text`` indented by two spaces, as ``json.dumps(list, indent=2)`` nests an item."""
+    return "  " + text.replace("\n", "\n  ")
 
 
 def _cell(value: Any) -> str:

@@ -316,10 +316,24 @@ def list_(
     no_mitid: Annotated[
         bool, typer.Option("--no-mitid", help="Only patients with the no-MitID flag.")
     ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="At most N patients (a page); prints the --after value for the next one.",
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", metavar="CURSOR", help="Continue after the page that printed this value."
+        ),
+    ] = None,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """This clinic's patients, ordered by name.
+    """This clinic's patients, ordered by name; -o csv/json stream (any number of rows).
 
     The listing is audited as one event (how many patients, the filter, the format).
     """
@@ -327,10 +341,21 @@ def list_(
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = patients.list_patients(
-            session, actor=actor, search=search, no_mitid_only=no_mitid, fmt=fmt.value
+        listing = patients.list_patients(
+            session,
+            actor=actor,
+            search=search,
+            no_mitid_only=no_mitid,
+            fmt=fmt.value,
+            limit=limit,
+            after=after,
         )
-        output.rows(rows, LIST_COLUMNS, empty="No patients found.")
+        try:
+            output.stream_rows(listing, LIST_COLUMNS, empty="No patients found.")
+        finally:
+            listing.finish()
+    if listing.next_after is not None:
+        output.message(f"More patients: --after {listing.next_after}")
 
 
 @command(app, "invite")

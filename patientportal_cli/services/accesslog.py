@@ -62,11 +62,15 @@ def listed(
     cprs: list[str],
     filters: dict[str, Any],
     fmt: str,
+    count: int | None = None,
 ) -> None:
     """Record one listing: how many patients it showed, with which filter and format, and
-    which ones when there were few (see the module docstring). The caller commits."""
-    details: dict[str, Any] = {"count": len(cprs), "format": fmt, **filters}
-    if len(cprs) <= NAMED_AT_MOST:
+    which ones when there were few (see the module docstring). The caller commits.
+    ``count`` (a streamed listing): how many were shown, when ``cprs`` holds only the
+    first ones."""
+    shown = len(cprs) if count is None else count
+    details: dict[str, Any] = {"count": shown, "format": fmt, **filters}
+    if shown <= NAMED_AT_MOST:
         details["cprs"] = sorted(cprs)
     audit.record(
         session,

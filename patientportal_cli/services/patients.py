@@ -29,11 +29,14 @@ Choices made where the design is silent (also in the README):
 
 from __future__ import annotations
 
+import base64
+import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
@@ -439,41 +442,141 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
+def make_cursor(name: str, user_id: int) -> str:
+    """The ``--after`` value that continues a listing after the row (name, user id)."""
+    raw = json.dumps([name, user_id], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def parse_cursor(text: str) -> tuple[str, int]:
+    """(name, user id) from an ``--after`` value, or InvalidInput."""
+    try:
+        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+        name, user_id = json.loads(raw.decode("utf-8"))
+        if isinstance(name, str) and isinstance(user_id, int) and not isinstance(user_id, bool):
+            return name, user_id
+    except (ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidInput(
+        "Invalid --after value: use the one a previous `patientportal patient list "
+        "--limit N` printed."
+    )
+
+
 def iter_patients(
     session: Session,
     *,
     actor: Actor,
     search: str | None = None,
     no_mitid_only: bool = False,
-    batch: int = 500,
-) -> Iterator[dict[str, Any]]:
-    """This clinic's patients, ordered by name (then CPR), fetched in batches.
+    after: tuple[str, int] | None = None,
+    batch: int = 1000,
+) -> Iterator[tuple[PortalUser, ClinicLink]]:
+    """This clinic's patients, ordered by name (then user id), in keyset batches.
 
-    ``search`` matches a part of the name or e-mail (case-insensitive, also for æ, ø,
-    å on SQLite) or, when it is made of digits (a hyphen or space allowed), a part of
-    the CPR number.
+    Each batch is its own query (``(name, id) > last row's``, index on portal_user
+    (name, id)), so memory stays constant, nothing holds a cursor open between
+    batches and a commit in between (a CPR reveal's audit event) does no harm.
+    ``after`` starts after that (name, user id). ``search`` matches a part of the name
+    or e-mail (case-insensitive, also for æ, ø, å on SQLite) or, when it is made of
+    digits (a hyphen or space allowed), a part of the CPR number.
     """
-    clinic = current_clinic(session, actor)
-    query = (
-        select(PortalUser, ClinicLink)
-        .join(ClinicLink, col(ClinicLink.user_id) == PortalUser.id)
-        .where(ClinicLink.clinic_id == clinic.id)
-        .order_by(col(PortalUser.name), col(PortalUser.cpr))
-    )
-    if no_mitid_only:
-        query = query.where(col(ClinicLink.no_mitid).is_(True))
+    clinic = current_clinic(session, actor)  # now, not at the first row
+    return _batches(session, clinic, search, no_mitid_only, after, batch)
+
+
+def _batches(
+    session: Session,
+    clinic: Clinic,
+    search: str | None,
+    no_mitid_only: bool,
+    key: tuple[str, int] | None,
+    batch: int,
+) -> Iterator[tuple[PortalUser, ClinicLink]]:
     needle = _fold(search.strip()) if search and search.strip() else None
     digits = needle.replace("-", "").replace(" ", "") if needle else None
     if digits is not None and not digits.isdigit():
         digits = None
-    for user, link_row in session.exec(query.execution_options(yield_per=batch)):
-        if needle is not None and not (
-            needle in _fold(user.name)
-            or needle in _fold(user.email)
-            or (digits is not None and digits in user.cpr)
-        ):
-            continue
-        yield list_row(user, link_row)
+    while True:
+        query = (
+            select(PortalUser, ClinicLink)
+            .join(ClinicLink, col(ClinicLink.user_id) == PortalUser.id)
+            .where(ClinicLink.clinic_id == clinic.id)
+        )
+        if no_mitid_only:
+            query = query.where(col(ClinicLink.no_mitid).is_(True))
+        if key is not None:
+            query = query.where(
+                tuple_(col(PortalUser.name), col(PortalUser.id)) > tuple_(key[0], key[1])
+            )
+        query = query.order_by(col(PortalUser.name), col(PortalUser.id)).limit(batch)
+        found = session.exec(query).all()
+        for user, link_row in found:
+            assert user.id is not None
+            key = (user.name, user.id)
+            if needle is not None and not (
+                needle in _fold(user.name)
+                or needle in _fold(user.email)
+                or (digits is not None and digits in user.cpr)
+            ):
+                continue
+            yield user, link_row
+        if len(found) < batch:
+            return
+        batch = max(batch, 1000)
+
+
+class PatientListing:
+    """A listing being streamed (``list_patients``): iterate it for the rows, then
+    call ``finish`` to write its one audit event and commit."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        actor: Actor,
+        matches: Iterator[tuple[PortalUser, ClinicLink]],
+        limit: int | None,
+        filters: dict[str, Any],
+        fmt: str,
+    ) -> None:
+        self._session, self._actor, self._matches = session, actor, matches
+        self._limit, self._filters, self._fmt = limit, filters, fmt
+        self.count = 0
+        self._named: list[str] = []  # the first NAMED_AT_MOST + 1 CPR numbers shown
+        self.next_after: str | None = None  # set when --limit stopped before the end
+        self._finished = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        last: tuple[str, int] | None = None
+        for user, link_row in self._matches:
+            if self._limit is not None and self.count >= self._limit:
+                assert last is not None
+                self.next_after = make_cursor(*last)
+                return
+            assert user.id is not None
+            last = (user.name, user.id)
+            self.count += 1
+            if len(self._named) <= accesslog.NAMED_AT_MOST:
+                self._named.append(user.cpr)
+            yield list_row(user, link_row)
+
+    def finish(self) -> None:
+        """Audit the listing as ONE ``patient.list`` event (how many rows were shown,
+        also when the output stopped early; the filter; the format) and commit."""
+        if self._finished:
+            return
+        self._finished = True
+        accesslog.listed(
+            self._session,
+            actor=self._actor,
+            action="patient.list",
+            cprs=self._named if self.count <= accesslog.NAMED_AT_MOST else [],
+            count=self.count,
+            filters=self._filters,
+            fmt=self._fmt,
+        )
+        self._session.commit()
 
 
 def list_patients(
@@ -483,20 +586,33 @@ def list_patients(
     search: str | None = None,
     no_mitid_only: bool = False,
     fmt: str = "table",
-) -> list[dict[str, Any]]:
-    """``iter_patients`` as a list; the listing is audited as ONE ``patient.list`` event
-    (count, filter, format; see ``accesslog.listed``)."""
-    rows = list(iter_patients(session, actor=actor, search=search, no_mitid_only=no_mitid_only))
-    accesslog.listed(
+    limit: int | None = None,
+    after: str | None = None,
+) -> PatientListing:
+    """This clinic's patients ordered by name, streamed (``iter_patients``): at most
+    ``limit`` of them, after the ``after`` cursor (``make_cursor`` of the last row of
+    the previous page; ``next_after`` has it for the next one). The caller iterates the
+    listing, then calls ``finish`` (the audit event, see ``accesslog.listed``)."""
+    if limit is not None and limit < 1:
+        raise InvalidInput("--limit must be 1 or more.")
+    start = parse_cursor(after) if after is not None else None
+    filters: dict[str, Any] = {"search": search, "no_mitid": no_mitid_only}
+    if limit is not None:
+        filters["limit"] = limit
+    if after is not None:
+        filters["after"] = True
+    first = 1000 if limit is None else min(limit + 1, 1000)
+    matches = iter_patients(
         session,
         actor=actor,
-        action="patient.list",
-        cprs=[r["cpr"] for r in rows],
-        filters={"search": search, "no_mitid": no_mitid_only},
-        fmt=fmt,
+        search=search,
+        no_mitid_only=no_mitid_only,
+        after=start,
+        batch=first,
     )
-    session.commit()
-    return rows
+    return PatientListing(
+        session, actor=actor, matches=matches, limit=limit, filters=filters, fmt=fmt
+    )
 
 
 def list_row(user: PortalUser, link_row: ClinicLink) -> dict[str, Any]:
