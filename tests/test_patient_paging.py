@@ -60,7 +60,7 @@ def test_pages_follow_the_name_order_and_cover_everyone_once(
         "Bo Berg",
         "Carl Dam",
         "Ida Hansen",
-        "Åse Ørsted",
+        "Zoë Ørsted",
     ]
     seen: list[dict[str, object]] = []
     after: str | None = None
