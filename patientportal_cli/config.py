@@ -30,6 +30,8 @@ SETTINGS: dict[str, str] = {
 SECRETS: dict[str, str] = {
     "db-password": "Password for the database user (kept in the OS keyring)",
     "smtp-password": "Password for the SMTP user (kept in the OS keyring)",
+    "audit-key": "Key that signs audit checkpoints (kept in the OS keyring; or "
+    "PATIENTPORTAL_AUDIT_KEY)",
 }
 
 

@@ -25,6 +25,8 @@ ALTERNATIVES = {
     "PATIENTPORTAL_TOKEN",
     "db-password": "or give the database password to PostgreSQL's client through "
     "PGPASSWORD or ~/.pgpass",
+    "audit-key": "or set PATIENTPORTAL_AUDIT_KEY to a long random value kept outside the "
+    "database (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, SmallInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from patientportal_cli.db.clock import utcnow
@@ -194,9 +194,14 @@ class Outbox(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Append-only; ``hash`` = sha256 over the event's fields and ``prev_hash``."""
+    """Append-only, one hash chain per clinic plus one (``chain`` "") for events of no
+    clinic; ``seq`` counts the chain's events from 1. Version 2: ``hash`` = sha256 over
+    the event's fields, ``content_hash`` (which covers ``target`` and ``details`` with a
+    per-event ``salt``, so they can be erased) and ``prev_hash``. Version 1: the events
+    written before schema 0005, one global chain in id order (see services/audit.py)."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_chain_seq", "chain", "seq", unique=True),)
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(max_length=64)
@@ -206,3 +211,33 @@ class AuditEvent(SQLModel, table=True):
     details: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    chain: str = Field(default="", max_length=32)
+    seq: int = Field(default=0)
+    version: int = Field(default=2, sa_column=Column(SmallInteger, nullable=False))
+    salt: str | None = Field(default=None, max_length=32)
+    content_hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The newest event of each chain; writers lock their chain's row (not the table)."""
+
+    __tablename__ = "audit_head"
+    chain: str = Field(max_length=32, primary_key=True)
+    seq: int = Field(default=0)
+    hash: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A chain's (seq, hash) at a moment, signed with HMAC-SHA256 under the audit key
+    (kept outside the database); ``key_id`` names the key without revealing it."""
+
+    __tablename__ = "audit_checkpoint"
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=32, index=True)
+    seq: int
+    hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=64)
+    key_id: str = Field(max_length=16)
+    signature: str = Field(max_length=64)
