@@ -32,11 +32,19 @@ def all_events(db_url: str, home: Path) -> list[AuditEvent]:
 
 
 def assert_one_linear_chain(events: list[AuditEvent]) -> None:
-    prev = audit.GENESIS
+    """Each chain (clinic, or "" for no clinic) is numbered 1..n and linked in that order."""
+    chains: dict[str, list[AuditEvent]] = {}
     for event in events:
-        assert event.prev_hash == prev, f"event {event.id} does not follow the one before"
-        prev = event.hash
-    assert len({e.prev_hash for e in events}) == len(events)  # no two share a parent
+        chains.setdefault(event.chain, []).append(event)
+    for chain in chains.values():
+        chain.sort(key=lambda e: e.seq)
+        assert [e.seq for e in chain] == list(range(1, len(chain) + 1))
+        prev = audit.GENESIS
+        for event in chain:
+            assert event.prev_hash == prev, f"event {event.id} does not follow the one before"
+            assert audit.digest(event) == event.hash
+            prev = event.hash
+        assert len({e.prev_hash for e in chain}) == len(chain)  # no two share a parent
 
 
 # --- one event per change, in its transaction ----------------------------------------
@@ -170,10 +178,11 @@ def test_verify_detects_a_changed_event(
         s.commit()
     r = cli("audit verify", expect=1)
     assert r.stderr.startswith(
-        f"Error: The audit log is broken at event {staff_add.id} (staff.add at 20"
+        f"Error: Event NORD #{staff_add.seq} (id {staff_add.id}, staff.add at 20"
     )
     assert r.stderr.endswith(
-        f"its hash does not match; {staff_add.id - 1} events before it are intact.\n"
+        "does not match its hash: it or the event before it was changed; "
+        f"{staff_add.seq - 1} events before it are intact.\n"
     )
 
 
@@ -182,16 +191,20 @@ def test_verify_detects_a_deleted_event(
 ) -> None:
     staff.add("bo", "doctor")
     cli("clinic set-registration open")
-    events = all_events(db_url, home)
+    events = [e for e in all_events(db_url, home) if e.chain == "NORD"]  # init, add, set
     gone, after = events[1], events[2]
     with session_for(db_url, home) as s:
         s.execute(text("DELETE FROM audit_event WHERE id = :i"), {"i": gone.id})
         s.commit()
     r = cli("audit verify", expect=1)
-    assert r.stderr.startswith(f"Error: The audit log is broken at event {after.id} ")
+    assert (gone.seq, after.seq) == (2, 3)
+    assert (
+        r.stderr
+        == f"Error: Event NORD #2 is missing (between ids {events[0].id} and {after.id}).\n"
+    )
     with session_for(db_url, home) as s:
-        count, bad = audit.verify(s)
-    assert (count, bad is not None and bad.id) == (1, after.id)
+        report = audit.verify(s, chains=["NORD", ""])
+    assert report.problems == [r.stderr[len("Error: ") : -1]]
 
 
 def test_verify_detects_a_rehashed_but_unlinked_event(
@@ -200,10 +213,10 @@ def test_verify_detects_a_rehashed_but_unlinked_event(
     """Recomputing a changed event's own hash does not help: the next one points back."""
     staff.add("bo", "doctor")
     cli("clinic set-registration open")
-    events = all_events(db_url, home)
+    events = [e for e in all_events(db_url, home) if e.chain == "NORD"]  # init, add, set
     victim = events[1]
     victim.actor = "mallory"
-    new_hash = audit._digest(victim)
+    new_hash = audit.digest(victim)
     with session_for(db_url, home) as s:
         s.execute(
             text("UPDATE audit_event SET actor = 'mallory', hash = :h WHERE id = :i"),
@@ -211,7 +224,7 @@ def test_verify_detects_a_rehashed_but_unlinked_event(
         )
         s.commit()
     r = cli("audit verify", expect=1)
-    assert r.stderr.startswith(f"Error: The audit log is broken at event {events[2].id} ")
+    assert r.stderr.startswith(f"Error: Event NORD #3 (id {events[2].id}, ")
 
 
 # --- concurrent writers ----------------------------------------------------------------
@@ -253,7 +266,8 @@ def test_the_chain_stays_linear_with_concurrent_writers(
     assert sum(e.action == "token.create" for e in events) == WRITERS * EACH
     assert_one_linear_chain(events)
     with session_for(db_url, home) as s:
-        assert audit.verify(s) == (len(events), None)
+        report = audit.verify(s, chains=["NORD", ""], full=True)
+    assert (report.checked, report.problems) == (len(events), [])
 
 
 @pytest.mark.slow

@@ -296,7 +296,11 @@ def verify(
             report=report,
         )
     if report.problems:
-        raise DomainError("\n".join(report.problems))
+        from patientportal_cli import output as output_mod
+
+        for problem in report.problems[:-1]:
+            output_mod.error(problem)
+        raise DomainError(report.problems[-1])
     _remember(report.heads)
     output = out()
     output.success(f"The audit log is intact: {report.checked} events checked.")
@@ -304,12 +308,13 @@ def verify(
     if resumed:
         points = ", ".join(f"{audit.label(c.chain)} #{c.start_seq}" for c in resumed)
         output.message(f"Resumed after {points} (checked before; --full checks everything).")
-    if key is None:
+    if key is None and report.checkpoints_unchecked:
         output.warn(
-            "no audit key here, so checkpoint signatures were not checked "
+            f"no audit key here, so the signatures of {report.checkpoints_unchecked} "
+            "checkpoints were not checked "
             f"(set {KEY_ENV} or run `patientportal config set audit-key`)."
         )
-    elif report.checkpoints_unchecked:
+    elif key is not None and report.checkpoints_unchecked:
         output.warn(
             f"{report.checkpoints_unchecked} checkpoints signed with another audit key "
             "were not checked."

@@ -363,7 +363,7 @@ class Anchor:
     seq: int
     hash: str
     what: str  # "checkpoint 3 of 2026-12-02 10:00", "the checkpoint file", ...
-    trusted: bool  # may verify resume from it (signed with our key, or our own memory)
+    trusted: bool  # may verify resume from it (signed with our key, or a checkpoint file)
 
 
 @dataclass
@@ -639,9 +639,10 @@ def verify(
     file, ``remembered`` heads this machine verified) still in the chain with its hash.
 
     Without ``full`` each chain resumes from its newest trusted anchor (a checkpoint
-    signed with ``key``, a checkpoint file, a remembered head) after checking that the
-    anchored event still has that hash; ``full`` checks every event and every
-    checkpoint. Problems are collected in the report (at most one per chain).
+    signed with ``key``, or a checkpoint file) after checking that the anchored event
+    still has that hash; ``full`` checks every event and every checkpoint. Remembered
+    heads are only checked, never resumed from. Problems are collected in the report
+    (at most one per chain).
     """
     from patientportal_cli.db.models import AuditHead
 
@@ -662,7 +663,7 @@ def verify(
     for c, (seq, hash_) in (remembered or {}).items():
         if c in per_chain:
             per_chain[c].append(
-                Anchor(c, seq, hash_, "the head verified on this machine", trusted=True)
+                Anchor(c, seq, hash_, "the head verified on this machine", trusted=False)
             )
     heads = {
         h.chain: h for h in session.exec(select(AuditHead).where(col(AuditHead.chain).in_(chains)))
@@ -688,7 +689,7 @@ def verify(
                 usable = [a for a in anchors if a.trusted and a.seq <= top]
                 start = max(usable, key=lambda a: a.seq, default=None)
             below: dict[int, list[Anchor]] = {}
-            for a in anchors:
+            for a in sorted(anchors, key=lambda a: not a.trusted):  # signed ones named first
                 below.setdefault(a.seq, []).append(a)
             prev = GENESIS
             if start is not None:
@@ -697,7 +698,7 @@ def verify(
                     cursor.execute(point, (c, seq))
                     row = cursor.fetchone()
                     for a in below.pop(seq):
-                        if row is None or row[0] != a.hash:
+                        if result.problem is None and (row is None or row[0] != a.hash):
                             state = "is missing" if row is None else "has changed"
                             result.problem = (
                                 f"Event {label(c)} #{a.seq} {state}: {a.what} covers it."
