@@ -215,6 +215,8 @@ def _chains(session: Session, actor: Actor, all_chains: bool, *, admin: bool) ->
         return audit.all_chains(session)
     if admin:
         _, code = actor.require_role("admin", action="write audit checkpoints")
+    elif actor.clinic_code is None and actor.roles:  # every clinic where the actor works
+        return [*sorted(actor.roles), audit.NO_CLINIC]
     else:
         _, code = actor.require_clinic()
     return [code, audit.NO_CLINIC]
@@ -271,7 +273,8 @@ def verify(
     all_chains: AllOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Check the clinic's chain and the no-clinic chain (exit 1 naming what is wrong).
+    """Check the clinic's chain (without --clinic: every clinic where you work) and the
+    no-clinic chain; exit 1 naming what is wrong.
 
     Resumes from the newest signed checkpoint (or the head verified on this machine);
     --full checks everything.
