@@ -207,8 +207,7 @@ def email_changed(*, name: str, clinic_name: str, new_email: str) -> tuple[str, 
             f"{clinic_name} har ændret e-mailadressen på din bruger på {PORTAL} til "
             f"{new_email}. Beskeder og sikkerhedskoder fra {PORTAL} sendes fremover dertil, "
             "og ikke længere til denne adresse.",
-            "Aktiverings- og sikkerhedskoder, der er sendt til denne adresse, virker ikke "
-            "længere.",
+            "Aktiverings- og sikkerhedskoder, der er sendt til denne adresse, virker ikke længere.",
             "Hvis du ikke kender til denne ændring, bedes du straks kontakte klinikken.",
         ],
         clinic_name,

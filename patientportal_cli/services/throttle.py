@@ -73,9 +73,7 @@ def locked_until(
     return until
 
 
-def hold(
-    session: Session, *, kind: str, name: str, now: datetime | None = None
-) -> datetime | None:
+def hold(session: Session, *, kind: str, name: str, now: datetime | None = None) -> datetime | None:
     """Take the name's row for this transaction (created when missing), so parallel
     attempts for one name take turns and none slips past a lock being set; returns the
     end of the lock (UTC) when it is locked now."""
