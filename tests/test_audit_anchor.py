@@ -434,7 +434,7 @@ def test_a_database_with_events_migrates_and_stays_verifiable(
                                             "prev_hash", "hash")},
             )  # fmt: skip
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.HEAD == "0005"
+    assert migrate.current(engine) == migrate.HEAD == "0006"
     migrated = [(e.chain, e.seq, e.version) for e in chain_events(db_url, home)]
     assert migrated == [("NORD", 1, 1), ("NORD", 2, 1), ("NORD", 3, 1)]
     with session_for(db_url, home) as s:

@@ -320,7 +320,7 @@ def test_migration_0002_widens_role_on_a_database_with_data(
 
     engine = engine_mod.get_engine(db_url, home)
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.HEAD == "0005"
+    assert migrate.current(engine) == migrate.HEAD == "0006"
     assert role_length(engine) == 64
     with Session(engine) as session:
         rows = session.exec(

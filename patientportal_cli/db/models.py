@@ -77,6 +77,8 @@ class ApiToken(SQLModel, table=True):
 
 class PortalUser(SQLModel, table=True):
     __tablename__ = "portal_user"
+    # patient list pages in (name, id) order (migration 0006)
+    __table_args__ = (Index("ix_portal_user_name_id", "name", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     cpr: str = Field(max_length=10, unique=True, index=True)
     name: str = Field(max_length=200)
