@@ -659,7 +659,7 @@ def whole_commands(
             "completion: --clinic K1<TAB>",
             pp,
             completion_env,
-            lambda o: "K1999" in o or f["clinics"] < 2000,
+            lambda o: "K1000" in o or f["clinics"] < 1001,
         ),
     ]
     samples: list[list[float]] = [[] for _ in table]
