@@ -450,14 +450,30 @@ def _raw(session: Session) -> tuple[Any, bool]:
     return connection.connection.driver_connection, connection.dialect.name == "postgresql"
 
 
-def _select(postgresql: bool) -> str:
+def _select(postgresql: bool) -> tuple[str, str]:
+    """The walk's query and the one-row query of its careful path.
+
+    The walk has the database join each version-2 event's texts the way ``content_hash``
+    and ``_digest_v2`` do (SQL's length() counts characters, like Python's len()), so
+    Python receives six short values per event and only hashes and compares. An event
+    the fast path does not confirm (erased, version 1, or a text the two languages
+    count differently) is checked again from its raw fields before anything is reported.
+    """
     at = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" if postgresql else "at"
     mark = "%s" if postgresql else "?"
-    return (
-        f"SELECT id, seq, version, {at}, actor, action, salt, target, details, content_hash, "
-        f"prev_hash, hash FROM audit_event WHERE chain = {mark} AND seq > {mark} "
+    fast = (
+        "SELECT seq, CASE WHEN version = 2 AND salt IS NOT NULL THEN "
+        "salt || '|' || length(target) || ':' || target || '|' || details END, "
+        f"'2|' || length(chain) || ':' || chain || '|' || seq || '|' || {at} || '|' || "
+        "length(actor) || ':' || actor || '|' || length(action) || ':' || action || '|', "
+        f"content_hash, prev_hash, hash FROM audit_event WHERE chain = {mark} AND seq > {mark} "
         f"AND seq <= {mark} ORDER BY seq LIMIT {mark}"
     )
+    one = (
+        f"SELECT id, seq, version, {at}, actor, action, salt, target, details, content_hash, "
+        f"prev_hash, hash FROM audit_event WHERE chain = {mark} AND seq = {mark}"
+    )
+    return fast, one
 
 
 def _v1_hash(at: str, actor: str, clinic: str | None, action: str, target: str, details: str,
@@ -475,95 +491,102 @@ def _when(at: str) -> str:
     return at[:19]
 
 
+def _careful(cursor: Any, one: str, chain: str, seq: int, prev: str) -> tuple[bool, Any]:
+    """Check one event from its raw fields: (matches, its row)."""
+    cursor.execute(one, (chain, seq))
+    row = cursor.fetchone()
+    if row is None:
+        return False, None
+    _id, seq, version, at, actor, action, salt, target, details, stored, back, hash_ = row
+    if version == 2:
+        if salt is not None:
+            content = content_hash(salt, target, details)
+            ok = content == stored
+        else:  # erased: trust the stored content hash
+            content = stored
+            ok = stored is not None and target == ERASED_TARGET and details == ERASED_DETAILS
+        ok = (
+            ok
+            and back == prev
+            and hash_ == _digest_v2(chain, seq, at, actor, action, content or "", prev)
+        )
+        return ok, row
+    if version == 1:  # its link is checked in the global version-1 order
+        return hash_ == _v1_hash(at, actor, chain or None, action, target, details, back), row
+    return False, row
+
+
+def _id_at(cursor: Any, one: str, chain: str, seq: int) -> int | None:
+    cursor.execute(one, (chain, seq))
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
 def _walk(
     cursor: Any,
-    sql: str,
+    sql: tuple[str, str],
     result: ChainResult,
     prev: str,
     top: int,
     anchors: dict[int, list[Anchor]],
 ) -> None:
     """Check the chain's events after ``result.start_seq`` up to ``top`` in seq order."""
+    fast, one = sql
     sha256 = hashlib.sha256
     c = result.chain
     name = label(c)
-    prefix = f"2|{len(c)}:{c}|"
     expected = result.start_seq + 1
-    last_id: int | None = None
     checked = 0
     after = result.start_seq
     problem: str | None = None
     while problem is None:
-        cursor.execute(sql, (c, after, top, BATCH))
+        cursor.execute(fast, (c, after, top, BATCH))
         rows = cursor.fetchall()
         if not rows:
             break
-        for (
-            id_,
-            seq,
-            version,
-            at,
-            actor,
-            action,
-            salt,
-            target,
-            details,
-            stored,
-            back,
-            hash_,
-        ) in rows:
+        for seq, joined, prefix, stored, back, hash_ in rows:
             if seq != expected:
-                between = f"between ids {last_id} and {id_}" if last_id else f"before id {id_}"
+                before = _id_at(cursor, one, c, expected - 1) if expected > 1 else None
+                id_ = _id_at(cursor, one, c, seq)
+                between = f"between ids {before} and {id_}" if before else f"before id {id_}"
                 which = f"#{expected}" if seq == expected + 1 else f"#{expected}-#{seq - 1}"
                 verb = "is" if seq == expected + 1 else "are"
                 noun = "Event" if seq == expected + 1 else "Events"
                 problem = f"{noun} {name} {which} {verb} missing ({between})."
                 break
-            if version == 2:
-                if salt is not None:
-                    content = sha256(
-                        f"{salt}|{len(target)}:{target}|{details}".encode()
-                    ).hexdigest()
-                    ok = content == stored
-                else:  # erased: trust the stored content hash
-                    content = stored
-                    ok = (
-                        stored is not None and target == ERASED_TARGET and details == ERASED_DETAILS
-                    )
-                ok = (
-                    ok
-                    and back == prev
-                    and hash_
-                    == sha256(
-                        f"{prefix}{seq}|{at}|{len(actor)}:{actor}|{len(action)}:{action}"
-                        f"|{content}|{prev}".encode()
-                    ).hexdigest()
-                )
-            elif version == 1:  # its link is checked in the global version-1 order
-                ok = hash_ == _v1_hash(at, actor, c or None, action, target, details, back)
-            else:
+            if joined is None or back != prev:
                 ok = False
-            if not ok:
-                problem = (
-                    f"Event {name} #{seq} (id {id_}, {action} at {_when(at)}) does not match "
-                    f"its hash: it or the event before it was changed; {checked} events "
-                    "before it are intact."
+            else:
+                content = sha256(joined.encode()).hexdigest()
+                ok = content == stored and hash_ == (
+                    sha256(f"{prefix}{content}|{prev}".encode()).hexdigest()
                 )
-                break
+            if not ok:
+                ok, row = _careful(cursor, one, c, seq, prev)
+                if not ok and row is None:  # deleted while this ran
+                    problem = f"Event {name} #{seq} is missing."
+                    break
+                if not ok:
+                    id_, action, at = row[0], row[5], row[3]
+                    problem = (
+                        f"Event {name} #{seq} (id {id_}, {action} at {_when(at)}) does not "
+                        f"match its hash: it or the event before it was changed; {checked} "
+                        "events before it are intact."
+                    )
+                    break
             if seq in anchors:
                 for anchor in anchors.pop(seq):
-                    if anchor.hash != hash_:
+                    if problem is None and anchor.hash != hash_:
                         problem = (
-                            f"Event {name} #{seq} (id {id_}) is not the event {anchor.what} "
-                            "covers: the chain was rewritten."
+                            f"Event {name} #{seq} (id {_id_at(cursor, one, c, seq)}) is not the "
+                            f"event {anchor.what} covers: the chain was rewritten."
                         )
             prev = hash_
             expected += 1
-            last_id = id_
             checked += 1
             if problem is not None:
                 break
-        after = rows[-1][1]
+        after = rows[-1][0]
         if len(rows) < BATCH:
             break
     result.checked += checked
