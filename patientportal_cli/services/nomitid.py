@@ -66,15 +66,7 @@ def apply_flag(
         # self-registration is usable for two-factor login from now on
         user.credentials_vouched_at = now
         session.add(user)
-    outbox.enqueue(
-        session,
-        to=user.email,
-        template="no_mitid_set",
-        clinic_id=clinic.id,
-        user_id=user.id,
-        name=user.name,
-        clinic_name=clinic.name,
-    )
+    outbox.to_patient(session, "no_mitid_set", user=user, clinic=clinic)
     audit.record(
         session,
         actor=actor.username,
@@ -142,15 +134,7 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, A
     link.email_owner_confirmed_by = None
     link.email_owner_confirmed_email = None
     session.add(link)
-    outbox.enqueue(
-        session,
-        to=user.email,
-        template="no_mitid_cleared",
-        clinic_id=clinic.id,
-        user_id=user.id,
-        name=user.name,
-        clinic_name=clinic.name,
-    )
+    outbox.to_patient(session, "no_mitid_cleared", user=user, clinic=clinic)
     audit.record(
         session,
         actor=actor.username,

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
-from patientportal_cli.db.models import Outbox
-from patientportal_cli.services import mailtexts
+from patientportal_cli.db.models import Clinic, Outbox, PortalUser
+from patientportal_cli.services import codes, mailtexts
 
 # An argument for delivery, not for the text: the hash of the login attempt a security
 # code belongs to (``codes.attempt_hash``); never handed to a template.
@@ -53,6 +53,39 @@ def enqueue(
     session.add(message)
     session.flush()
     return message
+
+
+def to_patient(
+    session: Session, template: str, *, user: PortalUser, clinic: Clinic, **args: Any
+) -> Outbox:
+    """Queue ``template`` to a portal user's own address, from ``clinic``: the name and
+    the clinic's name go in, with ``args``."""
+    return enqueue(
+        session,
+        to=user.email,
+        template=template,
+        clinic_id=clinic.id,
+        user_id=user.id,
+        name=user.name,
+        clinic_name=clinic.name,
+        **args,
+    )
+
+
+def activation(
+    session: Session, *, user: PortalUser, clinic: Clinic, reset: bool = False
+) -> Outbox:
+    """Queue an activation e-mail; its code is made when it is delivered."""
+    extra: dict[str, Any] = {"reset": True} if reset else {}
+    return to_patient(
+        session,
+        "activation",
+        user=user,
+        clinic=clinic,
+        valid_days=codes.LIFETIME[codes.ACTIVATION].days,
+        clinic_code=clinic.code,
+        **extra,
+    )
 
 
 def queued(

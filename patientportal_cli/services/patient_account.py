@@ -330,18 +330,7 @@ def reset_password(
     session.add(user)
     failures, until = throttle.clear(session, kind=throttle.PATIENT, name=user.cpr)
     _end_codes(session, user_id=user.id)
-    outbox.enqueue(
-        session,
-        to=user.email,
-        template="activation",
-        clinic_id=clinic.id,
-        user_id=user.id,
-        name=user.name,
-        clinic_name=clinic.name,
-        valid_days=valid_days,
-        clinic_code=clinic.code,
-        reset=True,
-    )
+    outbox.activation(session, user=user, clinic=clinic, reset=True)
     audit.record(
         session,
         actor=actor.username,

@@ -46,7 +46,6 @@ from patientportal_cli.services import (
     accesslog,
     audit,
     catalog,
-    codes,
     nomitid,
     outbox,
     throttle,
@@ -328,17 +327,7 @@ def _finish_link(
 
 def _send_activation(session: Session, *, user: PortalUser, clinic: Clinic) -> None:
     assert user.id is not None
-    outbox.enqueue(
-        session,
-        to=user.email,
-        template="activation",
-        clinic_id=clinic.id,
-        user_id=user.id,
-        name=user.name,
-        clinic_name=clinic.name,
-        valid_days=codes.LIFETIME[codes.ACTIVATION].days,
-        clinic_code=clinic.code,
-    )
+    outbox.activation(session, user=user, clinic=clinic)
 
 
 # --- one patient ---------------------------------------------------------------------

@@ -378,15 +378,12 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
         )
     _discard_pending_codes(session, user.id)
     attempt = secrets.token_urlsafe(16)
-    message = outbox.enqueue(
+    message = outbox.to_patient(
         session,
-        to=user.email,
-        template="security_code",
-        clinic_id=clinic.id,
-        user_id=user.id,
-        name=user.name,
+        "security_code",
+        user=user,
+        clinic=clinic,
         minutes=CODE_MINUTES,
-        clinic_name=clinic.name,
         **{outbox.ATTEMPT: codes.attempt_hash(attempt)},
     )
     assert message.id is not None

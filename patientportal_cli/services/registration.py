@@ -387,14 +387,8 @@ def _open(
             "mitid": verified_at is not None,
         },
     )
-    outbox.enqueue(  # to the user's own address (a new user's is the one just given)
-        session,
-        to=user.email,
-        template="registered",
-        clinic_id=clinic.id,
-        name=user.name,
-        clinic_name=clinic.name,
-    )
+    # to the user's own address (a new user's is the one just given)
+    outbox.to_patient(session, "registered", user=user, clinic=clinic)
     session.commit()
     return Registration(
         outcome="created" if linked.user_created else "linked",
