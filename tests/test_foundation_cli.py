@@ -667,7 +667,7 @@ def test_config_refuses_bad_keys_and_values(cli: Cli, home: Path) -> None:
     assert r.stderr == (
         "Error: Unknown setting 'colour'. Known settings: db-url, clinic, mail-transport, "
         "mail-from, smtp-host, smtp-port, smtp-username, smtp-starttls, db-password, "
-        "smtp-password.\n"
+        "smtp-password, audit-key.\n"
     )
     bad = {
         "smtp-port 70000": "Error: Invalid smtp-port '70000': use a number from 1 to 65535.\n",

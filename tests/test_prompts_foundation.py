@@ -151,7 +151,10 @@ def test_login_and_staff_add_ask_for_passwords(
     monkeypatch.delenv("PATIENTPORTAL_TOKEN")
     with terminal("wrong-Pass1", ENTER):
         r = cli("login bo", expect=4)
-    assert r.stderr == "Error: Login failed: unknown user or wrong password.\n"
+    assert r.stderr == (
+        "Error: Login failed: wrong username or password, or the account is disabled or "
+        "locked (5 failed logins lock it for 15 minutes).\n"
+    )
     with terminal("Bo-pass-123", ENTER):
         r = cli("login bo")
     assert r.stderr == "Logged in as bo (Bo). The session lasts 12 hours.\n"
