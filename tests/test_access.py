@@ -1,4 +1,4 @@
-"""The login-method rule of services/access.py (DESIGN §1, "our reading"; R4, R5, R7).
+"""The login-method rule of services/access.py (docs/rules.md D1; R4, R5, R7).
 
 The decision functions are pure: most cases run on unsaved model objects. The
 session-facing functions (``login_access``, ``two_factor_allowed``) run on both

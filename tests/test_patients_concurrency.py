@@ -1,4 +1,4 @@
-"""Two commands creating the same new CPR at the same moment (issue item 10).
+"""Two commands creating the same new CPR at the same moment (docs/rules.md R1).
 
 They end with one portal user, linked to both clinics (or to the one clinic once), and
 no traceback: the loser of the race for the user links the winner's user; the loser of

@@ -1,4 +1,4 @@
-"""Isolation between clinics (issue item 9; DESIGN §1 "our reading"), both backends.
+"""Isolation between clinics (docs/rules.md D10), both backends.
 
 Staff of clinic SYD cannot show, unlink, flag, invite, unlock or list clinic NORD's
 patients. For a CPR number with a portal user but no link to SYD, they learn only that

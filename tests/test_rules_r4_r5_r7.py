@@ -160,7 +160,7 @@ def test_rule_r5_staff_created_patient_without_flag_gets_the_mitid_message(
     cli(f"portal activate {CPR} --clinic NORD --code {code} --password-stdin", input=PW + "\n")
 
     assert two_factor(cli, expect=1) == MITID_MESSAGE
-    # a MitID login is the other way in; it also makes two-factor possible (DESIGN §1)
+    # a MitID login is the other way in; it also makes two-factor possible (docs/rules.md D1)
     r = cli(f"portal login {CPR} --clinic NORD --method mitid")
     assert r.stderr == "Logged in with MitID (simulated) at clinic NORD.\n"
     full_two_factor_login(cli, inbox)

@@ -27,7 +27,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def century_digits(year: int) -> list[str]:
     """The 7th digits that put a two-digit year YY into ``year``'s century.
 
-    Written from DESIGN.md, independently of the implementation:
+    Written from docs/rules.md (D3), independently of the implementation:
     0-3 -> 1900s; 4 or 9 -> 2000s if YY <= 36 else 1900s; 5-8 -> 2000s if YY <= 57
     else 1800s.
     """

@@ -1,6 +1,6 @@
 """Which login methods a patient can use at a clinic now, and why not (R4, R5, R7).
 
-The rule (DESIGN.md section 1, "our reading"):
+The rule (docs/rules.md, D1 and D2; docs/rule-map.md names its tests):
 
 - MitID login at clinic C is allowed iff the user is linked to C. (It records the
   verification; it needs no password, and the two-factor lock does not apply to it.)

@@ -3,7 +3,7 @@
 Built on python-stdnum's :mod:`stdnum.dk.cpr` (``compact``, ``get_birth_date``,
 ``format``); this module adds the portal's rules and clear one-line messages.
 
-Rules (DESIGN.md section 1, "CPR numbers"):
+Rules (docs/rules.md, D3):
 
 - Accepted forms: ``DDMMYY-SSSS``, ``DDMMYY SSSS`` and ``DDMMYYSSSS`` (ASCII digits
   only, one optional separator, surrounding whitespace ignored). Anything else is

@@ -10,7 +10,7 @@ actor ``patient``, the clinic's code and target ``cpr:<number>``:
   user linked to the clinic; records ``mitid_verified_at``.
 - ``start_two_factor``: CPR + password, then a 6-digit security code is e-mailed
   (10 minutes, single use) for this login only: the caller gets an attempt id, and the
-  code can be tried only with it. Allowed only under the rule of DESIGN §1
+  code can be tried only with it. Allowed only under the rule of docs/rules.md D1
   (``services.access.two_factor_allowed``); otherwise the Danish message of R5.
 - ``verify_code``: the attempt id and the security code; ends the login.
 
