@@ -6,7 +6,7 @@
 
 Everything runs in a fresh PostgreSQL schema (dropped afterwards). Set-up: `patientportal
 init` (which migrates), then through the services: one clinic per writer (W01..W08), a
-clinic per import (IMP1..), clinic B for the whole-command writes, one staff member per
+clinic per import (IMP1..), clinic BB for the whole-command writes, one staff member per
 clinic (each logged in at their OWN clinic; set-up hashes passwords with cheap argon2
 parameters, as the test suite does: logins are not what is measured).
 
@@ -22,7 +22,7 @@ parameters, as the test suite does: logins are not what is measured).
    import was still running (below 100 %: the import finished first, and the figures
    are partly idle ones).
 3. Whole command: ``patientportal patient create CPR --name .. --email .. --no-invite``
-   at clinic B, in a fresh process each time (start-up, token check, write, commit),
+   at clinic BB, in a fresh process each time (start-up, token check, write, commit),
    ``--runs`` times idle and then as many times as fit while an import runs at another
    clinic; p50/p90 of each and the ratio of the p90s (target: 1.5x or better).
 
