@@ -383,9 +383,9 @@ def test_a_request_made_inside_mitid_for_an_existing_user(
         # the request shows SYD nothing of the user (not SYD's patient before approval)
         assert (request.name, request.email, request.password_hash) == ("", "", None)
         assert link_row(session, NUMBER, "SYD").clinic_id is not None
-    subjects = mail_to(home, VICTIM)
+    subjects = mail_to(home, VICTIM)  # a Maildir has no order
     assert "Vi har modtaget din anmodning – Sydklinikken" in subjects
-    assert subjects[-1] == "Din anmodning er godkendt – Sydklinikken"
+    assert "Din anmodning er godkendt – Sydklinikken" in subjects
 
 
 # --- the import vouches as a clinic does ---------------------------------------------
