@@ -37,7 +37,7 @@ class Inbox:
         if not self.path.exists():
             return []
         box = mailbox.Maildir(self.path, create=False)
-        return [self._parse(box.get_bytes(key)) for key in sorted(box.iterkeys())]
+        return sorted((self._parse(box.get_bytes(key)) for key in box.iterkeys()), key=sent_order)
 
     def new(self) -> list[EmailMessage]:
         """Messages delivered since the last call."""
@@ -75,6 +75,13 @@ class Inbox:
 
     def no_security_code(self, to: str) -> bool:
         return self.new_with(to, "sikkerhedskode") == []
+
+
+def sent_order(msg: EmailMessage) -> int:
+    """The outbox id in the Message-ID (``<outbox-ID.…>``): the order mail was queued
+    (a Maildir's file names do not sort in time order)."""
+    found = re.match(r"<outbox-(\d+)\.", str(msg["Message-ID"]))
+    return int(found.group(1)) if found else 0
 
 
 def body(msg: EmailMessage) -> str:
