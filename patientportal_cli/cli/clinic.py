@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
+from patientportal_cli.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
     from patientportal_cli.db.models import Clinic
@@ -149,7 +150,8 @@ def set_registration(
     if old == clinic.registration_mode:
         out().message(f"Clinic {clinic.code} already has registration mode {old} ({label}).")
         return
-    done = {"reject": "rejected", "approve": "approved"}.get(choice or "", "")
+    decided = {"reject": RequestStatus.REJECTED, "approve": RequestStatus.APPROVED}
+    done = decided.get(choice or "", "")
     extra = f"; {handled} pending request(s) {done}" if handled else ""
     out().success(
         f"Clinic {clinic.code}: registration mode {old} -> {clinic.registration_mode} ({label}){extra}."

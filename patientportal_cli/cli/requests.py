@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
+from patientportal_cli.cli.completion import complete_request
+from patientportal_cli.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -25,89 +24,11 @@ app = typer.Typer(
 
 
 class Status(StrEnum):
-    pending = "pending"
-    approved = "approved"
-    rejected = "rejected"
-    withdrawn = "withdrawn"
+    pending = RequestStatus.PENDING.value
+    approved = RequestStatus.APPROVED.value
+    rejected = RequestStatus.REJECTED.value
+    withdrawn = RequestStatus.WITHDRAWN.value
     all = "all"
-
-
-# --- completion ----------------------------------------------------------------------
-def complete_request(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Pending request ids of the clinic you act on; nothing (never an error) on failure."""
-    try:
-        return _pending_ids(ctx, incomplete)
-    except Exception:
-        return []
-
-
-def _pending_ids(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Like ``common._complete_column``: SQLite read-only through the standard library
-    (TAB never creates a database file), PostgreSQL through SQLAlchemy Core; the clinic is
-    --clinic, else the session's clinic, else the staff member's only clinic."""
-    import hashlib
-
-    from patientportal_cli.cli.common import STATE, completion_state, config, home, session_token
-
-    completion_state(ctx)
-    root = ctx.find_root().params
-    code = ctx.params.get("clinic_code") or root.get("clinic_code") or config().get("clinic")
-    token = session_token()
-    if not token:
-        return []
-    url = STATE.db_url or config().get("db-url") or f"sqlite:///{home() / 'patientportal.db'}"
-    with _reader(url) as run:
-        found = run(
-            "SELECT staff_id, clinic_id FROM api_token WHERE token_hash = :h "
-            "AND revoked_at IS NULL",
-            {"h": hashlib.sha256(token.encode("utf-8")).hexdigest()},  # auth.token_hash
-        )
-        if not found:
-            return []
-        staff_id, token_clinic = found[0]
-        clinics = dict(
-            run(
-                "SELECT c.code, c.id FROM membership m JOIN clinic c ON c.id = m.clinic_id "
-                "WHERE m.staff_id = :s",
-                {"s": staff_id},
-            )
-        )
-        if code:
-            clinic_id = clinics.get(str(code).strip().upper())
-        elif token_clinic in clinics.values():
-            clinic_id = token_clinic
-        else:
-            clinic_id = next(iter(clinics.values())) if len(clinics) == 1 else None
-        if clinic_id is None:
-            return []
-        rows = run(
-            "SELECT id FROM registration_request WHERE clinic_id = :c AND status = 'pending' "
-            "ORDER BY id",
-            {"c": clinic_id},
-        )
-    return [str(r[0]) for r in rows if str(r[0]).startswith(incomplete)][:200]
-
-
-@contextmanager
-def _reader(url: str) -> Iterator[Callable[[str, dict[str, Any]], list[Any]]]:
-    """A function running one query on the database at ``url``, read-only for SQLite."""
-    if url.startswith("sqlite:///"):
-        import sqlite3
-        from contextlib import closing
-
-        path = Path(url[len("sqlite:///") :].split("?")[0]).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(path)
-        with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
-            yield lambda sql, params: conn.execute(sql, params).fetchall()
-        return
-    from sqlalchemy import text
-
-    from patientportal_cli.cli.common import home
-    from patientportal_cli.db.engine import get_engine
-
-    with get_engine(url, home()).connect() as pg:
-        yield lambda sql, params: list(pg.execute(text(sql), params))
 
 
 IdsArg = Annotated[
@@ -351,7 +272,7 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
         row = request_row(info)  # read everything now: nothing may load during the prompt
         grantable = info.grantable
         session.rollback()  # no transaction (SQLite: no write lock) while the doctor thinks
-        if row["status"] != "pending":
+        if row["status"] != RequestStatus.PENDING:
             output.message(
                 f"Request {request_id} was {row['status']} by {row['decided_by']} meanwhile."
             )

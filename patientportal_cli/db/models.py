@@ -13,6 +13,7 @@ from sqlalchemy import Column, Index, SmallInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from patientportal_cli.db.clock import utcnow
+from patientportal_cli.vocabulary import RequestStatus
 
 # --- clinics -------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class RegistrationRequest(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=200)
     services: str = Field(default="", max_length=200)
     submitted_at: datetime = Field(default_factory=utcnow)
-    status: str = Field(default="pending", max_length=16, index=True)
+    status: str = Field(default=RequestStatus.PENDING, max_length=16, index=True)
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -9,6 +9,7 @@ from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, MissingI
 from patientportal_cli.services import audit, catalog
 from patientportal_cli.services.auth import Actor, find_clinic
 from patientportal_cli.services.contact import clean_name
+from patientportal_cli.vocabulary import RequestStatus
 
 PENDING_CHOICES = ("keep", "reject", "approve")
 check_code = catalog.check_clinic_code
@@ -52,6 +53,18 @@ def create(session: Session, *, actor: Actor, code: str, name: str, mode: str = 
     return clinic
 
 
+def codes_starting(session: Session, prefix: str, *, limit: int) -> list[str]:
+    """Clinic codes beginning with ``prefix`` (literally: ``_`` and ``%`` are no
+    wildcards), in order (for TAB completion)."""
+    query = (
+        select(Clinic.code)
+        .where(col(Clinic.code).startswith(prefix, autoescape=True))
+        .order_by(col(Clinic.code))
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
 def visible(session: Session, *, actor: Actor) -> list[Clinic]:
     """The clinics the actor works at (all clinics for one who may create clinics)."""
     query = select(Clinic).order_by(col(Clinic.code))
@@ -84,7 +97,8 @@ def pending_count(session: Session, clinic_id: int) -> int:
             select(func.count())
             .select_from(RegistrationRequest)
             .where(
-                RegistrationRequest.clinic_id == clinic_id, RegistrationRequest.status == "pending"
+                RegistrationRequest.clinic_id == clinic_id,
+                RegistrationRequest.status == RequestStatus.PENDING,
             )
         ).one()
     )

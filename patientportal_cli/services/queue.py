@@ -43,8 +43,9 @@ from patientportal_cli.db.models import (
 from patientportal_cli.errors import AlreadyDecided, Forbidden, InvalidInput, NotFound
 from patientportal_cli.services import audit, catalog, outbox, users
 from patientportal_cli.services.auth import Actor
+from patientportal_cli.vocabulary import RequestStatus
 
-STATUSES = ("pending", "approved", "rejected", "withdrawn")
+STATUSES = tuple(RequestStatus)
 LIST_STATUSES = (*STATUSES, "all")
 MAX_REASON = 1000
 _CHUNK = 500
@@ -73,7 +74,7 @@ class RequestInfo:
 @dataclass
 class Decision:
     request_id: int
-    status: str  # approved | rejected
+    status: RequestStatus  # approved | rejected
     decided_by: str
     decided_at: datetime
     cpr: str
@@ -159,7 +160,9 @@ def _clinic(session: Session, actor: Actor) -> Clinic:
     return clinic
 
 
-def list_requests(session: Session, *, actor: Actor, status: str = "pending") -> list[RequestInfo]:
+def list_requests(
+    session: Session, *, actor: Actor, status: str = RequestStatus.PENDING
+) -> list[RequestInfo]:
     """The clinic's requests: pending first, then oldest first."""
     if status not in LIST_STATUSES:
         raise InvalidInput(f"Unknown status {status!r}: use {', '.join(LIST_STATUSES)}.")
@@ -168,11 +171,24 @@ def list_requests(session: Session, *, actor: Actor, status: str = "pending") ->
     if status != "all":
         query = query.where(RegistrationRequest.status == status)
     query = query.order_by(
-        case((col(RegistrationRequest.status) == "pending", 0), else_=1),
+        case((col(RegistrationRequest.status) == RequestStatus.PENDING, 0), else_=1),
         col(RegistrationRequest.submitted_at),
         col(RegistrationRequest.id),
     )
     return _infos(session, clinic, list(session.exec(query)))
+
+
+def pending_ids(session: Session, *, clinic_id: int) -> list[int]:
+    """The ids of the clinic's pending requests, lowest first (for TAB completion)."""
+    query = (
+        select(RegistrationRequest.id)
+        .where(
+            RegistrationRequest.clinic_id == clinic_id,
+            RegistrationRequest.status == RequestStatus.PENDING,
+        )
+        .order_by(col(RegistrationRequest.id))
+    )
+    return [i for i in session.exec(query) if i is not None]
 
 
 def _find(session: Session, clinic: Clinic, request_id: int) -> RegistrationRequest:
@@ -195,7 +211,13 @@ def get_request(session: Session, *, actor: Actor, request_id: int) -> RequestIn
 
 
 def _claim(
-    session: Session, *, clinic: Clinic, request_id: int, status: str, by: str, reason: str | None
+    session: Session,
+    *,
+    clinic: Clinic,
+    request_id: int,
+    status: RequestStatus,
+    by: str,
+    reason: str | None,
 ) -> RegistrationRequest | None:
     """The conditional update that makes a decision happen once; None if not pending."""
     result = session.exec(
@@ -203,7 +225,7 @@ def _claim(
         .where(
             col(RegistrationRequest.id) == request_id,
             col(RegistrationRequest.clinic_id) == clinic.id,
-            col(RegistrationRequest.status) == "pending",
+            col(RegistrationRequest.status) == RequestStatus.PENDING,
         )
         .values(status=status, decided_by=by, decided_at=utcnow(), reason=reason)
         .execution_options(synchronize_session=False)
@@ -234,7 +256,7 @@ def _decide(
     via: str = "requests",
 ) -> Decision | None:
     """Decide one request in the caller's transaction (no commit); None if not pending."""
-    status = "approved" if decision == "approve" else "rejected"
+    status = RequestStatus.APPROVED if decision == "approve" else RequestStatus.REJECTED
     request = _claim(
         session,
         clinic=clinic,
@@ -430,7 +452,7 @@ def settle_pending(session: Session, *, actor: Actor, decision: str, reason: str
         select(RegistrationRequest.id)
         .where(
             RegistrationRequest.clinic_id == clinic.id,
-            RegistrationRequest.status == "pending",
+            RegistrationRequest.status == RequestStatus.PENDING,
         )
         .order_by(col(RegistrationRequest.submitted_at), col(RegistrationRequest.id))
     ).all()

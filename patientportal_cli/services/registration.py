@@ -51,6 +51,7 @@ from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
+from patientportal_cli.vocabulary import RequestStatus
 
 ACTOR = "patient"
 PORTAL = "Patientportalen"
@@ -75,7 +76,7 @@ def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationReque
         .where(
             RegistrationRequest.clinic_id == clinic_id,
             RegistrationRequest.cpr == cpr,
-            RegistrationRequest.status == "pending",
+            RegistrationRequest.status == RequestStatus.PENDING,
         )
         .order_by(col(RegistrationRequest.id))
     ).first()
@@ -369,10 +370,10 @@ def _open(
         select(RegistrationRequest).where(
             RegistrationRequest.clinic_id == clinic.id,
             RegistrationRequest.cpr == cpr,
-            RegistrationRequest.status == "pending",
+            RegistrationRequest.status == RequestStatus.PENDING,
         )
     ):
-        old.status, old.decided_by, old.decided_at = "withdrawn", ACTOR, utcnow()
+        old.status, old.decided_by, old.decided_at = RequestStatus.WITHDRAWN, ACTOR, utcnow()
         old.password_hash = None
         session.add(old)
     audit.record(
