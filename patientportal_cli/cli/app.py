@@ -23,7 +23,8 @@ from patientportal_cli.cli import (
     session,
     staff,
 )
-from patientportal_cli.cli.common import STATE, complete_clinic
+from patientportal_cli.cli.common import STATE
+from patientportal_cli.cli.completion import complete_clinic
 
 HELP = """Administer patients' logins on the Patientportal.
 

@@ -13,11 +13,11 @@ from patientportal_cli.cli.common import (
     Fmt,
     OutputOpt,
     command,
-    complete_username,
     home,
     out,
     staff_session,
 )
+from patientportal_cli.cli.completion import complete_username
 
 if TYPE_CHECKING:
     from sqlmodel import Session

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from patientportal_cli.cli.completion import complete_clinic
 from patientportal_cli.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -285,58 +286,6 @@ def _audit_reveal(session: Session, actor: Actor, cprs: list[str]) -> None:
         details={"count": len(cprs), "command": " ".join(sys.argv[1:3])},
     )
     session.commit()
-
-
-# --- completion helpers ----------------------------------------------------------------
-def complete_clinic(ctx: typer.Context, incomplete: str) -> list[str]:
-    return _complete_column(ctx, "clinic", "code", incomplete.upper())
-
-
-def complete_username(ctx: typer.Context, incomplete: str) -> list[str]:
-    return _complete_column(ctx, "staff", "username", incomplete.lower())
-
-
-def completion_state(ctx: typer.Context) -> None:
-    """TAB completion runs no callbacks: take --db/--home (or their env vars) from the
-    root's parsed parameters so that completion reads the same database as commands."""
-    root = ctx.find_root().params
-    STATE.db_url = STATE.db_url or root.get("db_url") or None
-    if STATE.home is None and root.get("home"):
-        STATE.home = Path(root["home"]).expanduser().resolve()
-
-
-def _complete_column(ctx: typer.Context, table: str, column: str, prefix: str) -> list[str]:
-    """Values from the database for TAB completion; nothing (never an error) on failure.
-
-    Kept fast: SQLite is read with the standard library (read-only, so pressing TAB never
-    creates a database file), PostgreSQL with plain SQLAlchemy Core; no sqlmodel, no
-    migration check.
-    """
-    sql = f"SELECT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '\\' ORDER BY {column}"
-    params = {"p": prefix.replace("\\", "").replace("%", "").replace("_", "\\_") + "%"}
-    try:
-        completion_state(ctx)
-        # db_url() without importing the engine module (and so SQLAlchemy) for SQLite
-        url = STATE.db_url or config().get("db-url") or f"sqlite:///{home() / 'patientportal.db'}"
-        if url.startswith("sqlite:///"):
-            import sqlite3
-            from contextlib import closing
-
-            path = Path(url[len("sqlite:///") :].split("?")[0]).resolve()
-            if not path.is_file():
-                return []
-            with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
-                rows = conn.execute(sql, params).fetchall()
-        else:
-            from sqlalchemy import text
-
-            from patientportal_cli.db.engine import get_engine
-
-            with get_engine(url, home()).connect() as conn:
-                rows = list(conn.execute(text(sql), params))
-        return [str(r[0]) for r in rows][:200]
-    except Exception:
-        return []
 
 
 ClinicOpt = Annotated[

@@ -7,14 +7,9 @@ from typing import Annotated
 import typer
 
 from patientportal_cli.cli.common import Fmt, OutputOpt, command, config, home, out
+from patientportal_cli.cli.completion import complete_setting
 
 app = typer.Typer(help="Settings in config.toml; secrets in the OS keyring.", no_args_is_help=True)
-
-
-def _complete_key(incomplete: str) -> list[str]:
-    from patientportal_cli.config import SECRETS, SETTINGS
-
-    return [k for k in [*SETTINGS, *SECRETS] if k.startswith(incomplete)]
 
 
 @command(app, "show")
@@ -50,7 +45,7 @@ def show(fmt: OutputOpt = Fmt.table) -> None:
 
 @command(app, "set")
 def set_(
-    key: Annotated[str, typer.Argument(help="Setting name.", autocompletion=_complete_key)],
+    key: Annotated[str, typer.Argument(help="Setting name.", autocompletion=complete_setting)],
     value: Annotated[
         str | None, typer.Argument(help="Value (secrets: omit it and you are asked).")
     ] = None,
@@ -88,7 +83,7 @@ def set_(
 
 
 @command(app, "unset")
-def unset(key: Annotated[str, typer.Argument(autocompletion=_complete_key)]) -> None:
+def unset(key: Annotated[str, typer.Argument(autocompletion=complete_setting)]) -> None:
     """Remove a setting (or delete a secret from the keyring)."""
     from patientportal_cli import keystore
     from patientportal_cli.config import SECRETS, check_key

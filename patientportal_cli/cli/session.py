@@ -14,13 +14,13 @@ from patientportal_cli.cli.common import (
     OutputOpt,
     PasswordStdinOpt,
     command,
-    complete_username,
     database,
     get_password,
     home,
     out,
     staff_session,
 )
+from patientportal_cli.cli.completion import complete_username
 
 
 def register(app: typer.Typer) -> None:

@@ -13,27 +13,15 @@ from patientportal_cli.cli.common import (
     OutputOpt,
     PasswordStdinOpt,
     command,
-    complete_username,
     get_password,
     out,
     staff_session,
 )
+from patientportal_cli.cli.completion import complete_roles, complete_username
 
 app = typer.Typer(help="Staff of the clinic, their roles, and API tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for scripts (PATIENTPORTAL_TOKEN).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-
-
-ROLE_NAMES = ("admin", "doctor", "secretary")  # services/catalog.py ROLES, in its order
-
-
-def complete_roles(incomplete: str) -> list[str]:
-    """admin, doctor, secretary; after a comma, the roles not yet named ("admin," ->
-    "admin,doctor", "admin,secretary")."""
-    head, _, last = incomplete.rpartition(",")
-    given = {r.strip().lower() for r in head.split(",") if r.strip()}
-    prefix = f"{head}," if head else ""
-    return [prefix + r for r in ROLE_NAMES if r not in given and r.startswith(last.lower())]
 
 
 ROLE_HELP = "admin, doctor or secretary; several comma-separated, e.g. admin,doctor."

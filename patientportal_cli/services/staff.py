@@ -382,6 +382,18 @@ def account(
     return changes
 
 
+def usernames_starting(session: Session, prefix: str, *, limit: int) -> list[str]:
+    """Usernames beginning with ``prefix`` (literally: ``_`` and ``%`` are no
+    wildcards), in order (for TAB completion)."""
+    query = (
+        select(Staff.username)
+        .where(col(Staff.username).startswith(prefix, autoescape=True))
+        .order_by(col(Staff.username))
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
 def username_exists(session: Session, username: str) -> bool:
     return _find(session, username) is not None
 
