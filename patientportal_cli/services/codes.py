@@ -137,7 +137,7 @@ def belongs_to(row: OneTimeCode, attempt: str | None) -> bool:
 
 
 def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
-    """'ok' (the code is now used), 'none', 'expired', 'wrong' or 'exhausted'.
+    """``CodeCheck``: OK (the code is now used), NONE, EXPIRED, WRONG or EXHAUSTED.
 
     A wrong code counts an attempt; for a security code the fifth wrong attempt ends
     the code ('exhausted'). An activation code is never ended by wrong attempts.

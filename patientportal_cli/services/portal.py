@@ -50,6 +50,7 @@ from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.services.users import find_link
+from patientportal_cli.vocabulary import CodeCheck
 
 ACTOR = "patient"
 MAX_FAILED_LOGINS = throttle.MAX_FAILURES
@@ -230,7 +231,7 @@ def activate(
     else:
         assert user.id is not None
         reason = codes.check(session, user_id=user.id, purpose=codes.ACTIVATION, code=code)
-    if reason != "ok":
+    if reason != CodeCheck.OK:
         raise _failure(
             session,
             ACTIVATION_FAILED,
@@ -487,22 +488,22 @@ def verify_code(
             **steps,
         )
     result = codes.check(session, user_id=user.id, purpose=codes.LOGIN, code=entered)
-    if result == "ok":
+    if result == CodeCheck.OK:
         throttle.success(session, kind=throttle.PATIENT, name=number)
         _record(session, clinic=clinic, cpr=number, action="portal.login", method="two-factor")
         session.commit()
         return user
-    if result == "wrong":
+    if result == CodeCheck.WRONG:
         left = max(codes.MAX_ATTEMPTS - row.attempts, 0)
         raise failed(CODE_NOT_VALID, "wrong_code", wrong_code=left)
-    if result == "exhausted":
+    if result == CodeCheck.EXHAUSTED:
         raise failed(
             f"Wrong security code; after {codes.MAX_ATTEMPTS} wrong tries it no longer works: "
             "log in again to get a new code.",
             "code_exhausted",
             generic=CODE_NOT_VALID,
         )
-    if result == "expired":
+    if result == CodeCheck.EXPIRED:
         raise _refused(
             session,
             f"The security code has expired (codes are valid for {CODE_MINUTES} minutes): "
