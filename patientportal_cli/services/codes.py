@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import OneTimeCode
 from patientportal_cli.services import passwords
+from patientportal_cli.vocabulary import CodeCheck
 
 ACTIVATION = "activation"
 LOGIN = "login"
@@ -136,7 +137,7 @@ def belongs_to(row: OneTimeCode, attempt: str | None) -> bool:
     return hmac.compare_digest(row.attempt_hash, attempt_hash(attempt))
 
 
-def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
+def check(session: Session, *, user_id: int, purpose: str, code: str) -> CodeCheck:
     """``CodeCheck``: OK (the code is now used), NONE, EXPIRED, WRONG or EXHAUSTED.
 
     A wrong code counts an attempt; for a security code the fifth wrong attempt ends
@@ -145,17 +146,17 @@ def check(session: Session, *, user_id: int, purpose: str, code: str) -> str:
     row = current(session, user_id=user_id, purpose=purpose)
     now = utcnow()
     if row is None:
-        return "none"
+        return CodeCheck.NONE
     if row.expires_at <= now:
-        return "expired"
+        return CodeCheck.EXPIRED
     if not _matches(purpose, row.code_hash, code):
         row.attempts += 1
         if purpose == LOGIN and row.attempts >= MAX_ATTEMPTS:
             row.used_at = now
             session.add(row)
-            return "exhausted"
+            return CodeCheck.EXHAUSTED
         session.add(row)
-        return "wrong"
+        return CodeCheck.WRONG
     row.used_at = now
     session.add(row)
-    return "ok"
+    return CodeCheck.OK
