@@ -276,12 +276,13 @@ def staff_session(
 
 def _audit_reveal(session: Session, actor: Actor, cprs: list[str]) -> None:
     from patientportal_cli.services import audit
+    from patientportal_cli.vocabulary import Action
 
     audit.record(
         session,
         actor=actor.username,
         clinic=actor.clinic_code,
-        action="cpr.reveal",
+        action=Action.CPR_REVEAL,
         target=",".join(cprs[:18]),  # fits the 200 characters of a target; count has all
         details={"count": len(cprs), "command": " ".join(sys.argv[1:3])},
     )

@@ -30,6 +30,7 @@ from patientportal_cli.db.models import AuditEvent
 from patientportal_cli.services import audit
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.users import current_clinic, lookup, target
+from patientportal_cli.vocabulary import Action
 
 # a listing of at most this many patients names them (it is a look-up of each)
 NAMED_AT_MOST = 20
@@ -39,7 +40,7 @@ def looked_up(
     session: Session,
     *,
     actor: Actor,
-    action: str,
+    action: Action,
     cpr: str,
     details: dict[str, Any] | None = None,
 ) -> None:
@@ -58,7 +59,7 @@ def listed(
     session: Session,
     *,
     actor: Actor,
-    action: str,
+    action: Action,
     cprs: list[str],
     filters: dict[str, Any],
     fmt: str,
@@ -88,13 +89,13 @@ def _about(number: str) -> Any:
     return or_(
         col(AuditEvent.target) == target(number),
         # cpr.reveal names the numbers it showed, comma-separated
-        (col(AuditEvent.action) == "cpr.reveal") & col(AuditEvent.target).contains(number),
+        (col(AuditEvent.action) == Action.CPR_REVEAL) & col(AuditEvent.target).contains(number),
         (col(AuditEvent.action).in_(LISTINGS)) & col(AuditEvent.details).like(quoted),
         (col(AuditEvent.action).startswith("request.")) & col(AuditEvent.details).like(quoted),
     )
 
 
-LISTINGS = ("patient.list", "no_mitid.list")
+LISTINGS = (Action.PATIENT_LIST, Action.NO_MITID_LIST)
 
 
 def patient_log(
@@ -125,7 +126,7 @@ def patient_log(
     looked_up(
         session,
         actor=actor,
-        action="patient.log",
+        action=Action.PATIENT_LOG,
         cpr=number,
         details={"count": len(rows), "format": fmt},
     )

@@ -18,6 +18,7 @@ from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
 from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound, NotLoggedIn
 from patientportal_cli.services import audit, catalog, passwords, throttle
 from patientportal_cli.services.contact import clean_name
+from patientportal_cli.vocabulary import Action
 
 SESSION_HOURS = 12
 TOKEN_NAME_LENGTH = 100
@@ -103,7 +104,7 @@ def count_failure(session: Session, name: str) -> None:
         audit.record(
             session,
             actor=name,
-            action="staff.locked",
+            action=Action.STAFF_LOCKED,
             target=f"staff:{name}",
             details={"failures": throttle.MAX_FAILURES, "locked_until": until.isoformat()},
         )
@@ -127,7 +128,7 @@ def login(
     if locked is not None or not matched or staff is None:
         if locked is None:
             count_failure(session, name)
-        audit.record(session, actor=name, action="staff.login_failed")
+        audit.record(session, actor=name, action=Action.STAFF_LOGIN_FAILED)
         session.commit()
         raise NotLoggedIn(LOGIN_FAILED)
     throttle.success(session, kind=throttle.STAFF, name=name)
@@ -147,7 +148,7 @@ def login(
             expires_at=utcnow() + timedelta(hours=SESSION_HOURS),
         )
     )
-    audit.record(session, actor=staff.username, action="staff.login")
+    audit.record(session, actor=staff.username, action=Action.STAFF_LOGIN)
     session.commit()
     return token, staff
 
@@ -237,7 +238,7 @@ def logout(session: Session, *, token: str) -> str:
         return "api"
     row.revoked_at = utcnow()
     staff = session.get(Staff, row.staff_id)
-    audit.record(session, actor=staff.username if staff else "?", action="staff.logout")
+    audit.record(session, actor=staff.username if staff else "?", action=Action.STAFF_LOGOUT)
     session.commit()
     return "revoked"
 
@@ -265,7 +266,7 @@ def create_api_token(
         session,
         actor=actor.username,
         clinic=actor.clinic_code,
-        action="token.create",
+        action=Action.TOKEN_CREATE,
         target=f"token:{row.id}",
         details={"name": name, "days": days},
     )
@@ -294,7 +295,7 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
         session,
         actor=actor.username,
         clinic=actor.clinic_code,
-        action="token.revoke",
+        action=Action.TOKEN_REVOKE,
         target=f"token:{token_id}",
     )
     session.commit()

@@ -9,7 +9,7 @@ from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, MissingI
 from patientportal_cli.services import audit, catalog
 from patientportal_cli.services.auth import Actor, find_clinic
 from patientportal_cli.services.contact import clean_name
-from patientportal_cli.vocabulary import RequestStatus
+from patientportal_cli.vocabulary import Action, RequestStatus
 
 PENDING_CHOICES = ("keep", "reject", "approve")
 check_code = catalog.check_clinic_code
@@ -45,7 +45,7 @@ def create(session: Session, *, actor: Actor, code: str, name: str, mode: str = 
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="clinic.create",
+        action=Action.CLINIC_CREATE,
         target=f"clinic:{clinic.code}",
         details={"name": clinic.name, "registration_mode": clinic.registration_mode},
     )
@@ -140,7 +140,7 @@ def set_registration(
         session,
         actor=actor.username,
         clinic=code,
-        action="clinic.set_registration",
+        action=Action.CLINIC_SET_REGISTRATION,
         target=f"clinic:{code}",
         details={"from": old, "to": mode, "pending": pending, "handled": handled},
     )
@@ -165,7 +165,7 @@ def set_services(
             session,
             actor=actor.username,
             clinic=code,
-            action="clinic.services",
+            action=Action.CLINIC_SERVICES,
             target=f"clinic:{code}",
             details={"from": before, "to": catalog.split_services(clinic.services)},
         )

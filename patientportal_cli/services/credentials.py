@@ -32,6 +32,7 @@ from patientportal_cli.db.models import Clinic, OneTimeCode, Outbox, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput
 from patientportal_cli.services import audit, mailtexts, passwords
 from patientportal_cli.services.contact import normalize_email
+from patientportal_cli.vocabulary import Action
 
 CONFIRM = "confirm"
 REPLACE = "replace"
@@ -119,14 +120,14 @@ def apply(
                 "Your password or e-mail changed while you were asked: log in with MitID "
                 "again to confirm them."
             )
-        action = "portal.credentials_confirmed"
+        action = Action.PORTAL_CREDENTIALS_CONFIRMED
     else:
         assert answer.email is not None and answer.password is not None
         details["email_changed"] = user.email.casefold() != answer.email.casefold()
         user.email = answer.email
         user.password_hash = passwords.hash_password(answer.password)
         end_pending_codes(session, user_id=user.id)
-        action = "portal.credentials_replaced"
+        action = Action.PORTAL_CREDENTIALS_REPLACED
     user.credentials_vouched_at = now
     session.add(user)
     audit.record(

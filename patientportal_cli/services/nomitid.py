@@ -29,6 +29,7 @@ from patientportal_cli.services import audit, outbox
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import current_clinic, link_facts, lookup, target
+from patientportal_cli.vocabulary import Action
 
 CONFIRM_FLAG = "--confirm-email-owner"
 STATEMENT = (
@@ -71,7 +72,7 @@ def apply_flag(
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="no_mitid.set",
+        action=Action.NO_MITID_SET,
         target=target(user.cpr),
         details={
             "email_owner_confirmed_by": actor.username,
@@ -139,7 +140,7 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, A
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="no_mitid.clear",
+        action=Action.NO_MITID_CLEAR,
         target=target(user.cpr),
         details={"mitid_required_after": now.isoformat(), "previous": confirmed},
     )
@@ -177,7 +178,7 @@ def list_flagged(session: Session, *, actor: Actor, fmt: str = "table") -> list[
     accesslog.listed(
         session,
         actor=actor,
-        action="no_mitid.list",
+        action=Action.NO_MITID_LIST,
         cprs=[r["cpr"] for r in rows],
         filters={},
         fmt=fmt,

@@ -48,6 +48,7 @@ from patientportal_cli.services import audit, codes, mailtexts, nomitid, outbox,
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.users import current_clinic, lookup, target
+from patientportal_cli.vocabulary import Action
 
 # who removes another clinic's no-MitID flag when the e-mail changes (see the docstring)
 SYSTEM_ACTOR = "patientportal"
@@ -150,7 +151,7 @@ def update(
             session,
             actor=actor.username,
             clinic=clinic.code,
-            action="patient.dry_run",
+            action=Action.PATIENT_DRY_RUN,
             target=target(user.cpr),
             details={"command": "update", "fields": changed},
         )
@@ -200,7 +201,7 @@ def update(
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="patient.update",
+        action=Action.PATIENT_UPDATE,
         target=target(user.cpr),
         details=details,
     )
@@ -277,7 +278,7 @@ def clear_stale_flags(session: Session, *, user: PortalUser, here: Clinic) -> No
             session,
             actor=SYSTEM_ACTOR,
             clinic=clinic.code,
-            action="no_mitid.clear",
+            action=Action.NO_MITID_CLEAR,
             target=target(user.cpr),
             details={
                 "reason": "email_changed",
@@ -314,7 +315,7 @@ def reset_password(
             session,
             actor=actor.username,
             clinic=clinic.code,
-            action="patient.dry_run",
+            action=Action.PATIENT_DRY_RUN,
             target=target(user.cpr),
             details={"command": "reset-password"},
         )
@@ -335,7 +336,7 @@ def reset_password(
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="patient.reset_password",
+        action=Action.PATIENT_RESET_PASSWORD,
         target=target(user.cpr),
         details={
             "email": user.email,

@@ -63,6 +63,7 @@ from patientportal_cli.services.users import (
     not_a_patient,
     target,
 )
+from patientportal_cli.vocabulary import Action
 
 
 def check_services(clinic: Clinic, value: str | list[str] | None) -> list[str]:
@@ -174,7 +175,7 @@ def create(
         actor=actor,
         clinic=clinic,
         linked=linked,
-        action="patient.create",
+        action=Action.PATIENT_CREATE,
         no_mitid=no_mitid,
         invite=invite and linked.user_created and not linked.user.password_hash,
         dry_run=dry_run,
@@ -228,7 +229,7 @@ def link(
         actor=actor,
         clinic=clinic,
         linked=linked,
-        action="patient.link",
+        action=Action.PATIENT_LINK,
         no_mitid=no_mitid,
         invite=False,
         dry_run=dry_run,
@@ -268,7 +269,7 @@ def _finish_link(
     actor: Actor,
     clinic: Clinic,
     linked: users.Linked,
-    action: str,
+    action: Action,
     no_mitid: bool,
     invite: bool,
     dry_run: bool,
@@ -314,7 +315,7 @@ def _finish_link(
             session,
             actor=actor.username,
             clinic=clinic.code,
-            action="patient.dry_run",
+            action=Action.PATIENT_DRY_RUN,
             target=target(result.cpr),
             details={
                 "command": action.removeprefix("patient."),
@@ -358,7 +359,7 @@ def unlink(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="patient.unlink",
+        action=Action.PATIENT_UNLINK,
         target=target(user.cpr),
         details={"no_mitid": facts["no_mitid"], "services": facts["services"]},
     )
@@ -402,7 +403,7 @@ def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> dic
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
     row = record(session, user, link_row, clinic)
     accesslog.looked_up(
-        session, actor=actor, action="patient.show", cpr=user.cpr, details={"format": fmt}
+        session, actor=actor, action=Action.PATIENT_SHOW, cpr=user.cpr, details={"format": fmt}
     )
     session.commit()
     return row
@@ -421,7 +422,7 @@ def login_access(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     result = access.login_access(session, clinic_id=clinic.id, user=user)
     linked = result["mitid"]["allowed"]  # MitID works exactly where the user is linked
     accesslog.looked_up(
-        session, actor=actor, action="patient.access", cpr=number, details={"linked": linked}
+        session, actor=actor, action=Action.PATIENT_ACCESS, cpr=number, details={"linked": linked}
     )
     session.commit()
     return result
@@ -559,7 +560,7 @@ class PatientListing:
         accesslog.listed(
             self._session,
             actor=self._actor,
-            action="patient.list",
+            action=Action.PATIENT_LIST,
             cprs=self._named if self.count <= accesslog.NAMED_AT_MOST else [],
             count=self.count,
             filters=self._filters,
@@ -632,7 +633,7 @@ def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="patient.invite",
+        action=Action.PATIENT_INVITE,
         target=target(user.cpr),
         details={"email": user.email},
     )
@@ -659,7 +660,7 @@ def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any],
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action="patient.unlock",
+        action=Action.PATIENT_UNLOCK,
         target=target(user.cpr),
         details={"failed_logins": facts["failed_logins"], "locked_until": was_until},
     )

@@ -50,7 +50,7 @@ from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.services.users import find_link
-from patientportal_cli.vocabulary import CodeCheck
+from patientportal_cli.vocabulary import Action, CodeCheck
 
 ACTOR = "patient"
 MAX_FAILED_LOGINS = throttle.MAX_FAILURES
@@ -108,7 +108,7 @@ def _target(cpr: str) -> str:
     return f"cpr:{cpr}"
 
 
-def _record(session: Session, *, clinic: Clinic, cpr: str, action: str, **details: Any) -> None:
+def _record(session: Session, *, clinic: Clinic, cpr: str, action: Action, **details: Any) -> None:
     audit.record(
         session,
         actor=ACTOR,
@@ -126,7 +126,7 @@ def _fail(session: Session, error: Exception) -> Exception:
 
 
 def _refused(
-    session: Session, message: str, /, *, clinic: Clinic, cpr: str, action: str, **details: Any
+    session: Session, message: str, /, *, clinic: Clinic, cpr: str, action: Action, **details: Any
 ) -> Exception:
     """Audit a refused or failed attempt, commit, and hand back Refused(message) to raise."""
     _record(session, clinic=clinic, cpr=cpr, action=action, **details)
@@ -155,7 +155,7 @@ def _refused_locked(
         _locked_message(until),
         clinic=clinic,
         cpr=cpr,
-        action="portal.login_locked",
+        action=Action.PORTAL_LOGIN_LOCKED,
         locked_until=until,
         **details,
     )
@@ -168,7 +168,7 @@ def _failure(
     *,
     clinic: Clinic,
     cpr: str,
-    action: str,
+    action: Action,
     wrong_code: int | None = None,
     generic: str | None = None,
     **details: Any,
@@ -237,14 +237,14 @@ def activate(
             ACTIVATION_FAILED,
             clinic=clinic,
             cpr=number,
-            action="portal.activate_failed",
+            action=Action.PORTAL_ACTIVATE_FAILED,
             reason=reason,
         )
     assert user is not None
     user.password_hash = passwords.hash_password(password)
     session.add(user)
     throttle.success(session, kind=throttle.PATIENT, name=number)
-    _record(session, clinic=clinic, cpr=number, action="portal.activate")
+    _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_ACTIVATE)
     session.commit()
     return user
 
@@ -285,7 +285,7 @@ def login_mitid(
             "MitID did not confirm your identity: login failed.",
             clinic=clinic,
             cpr=number,
-            action="portal.login_failed",
+            action=Action.PORTAL_LOGIN_FAILED,
             method="mitid",
             reason="mitid_not_verified",
             broker=broker.name,
@@ -298,7 +298,7 @@ def login_mitid(
             NOT_LINKED.format(clinic=clinic.code),
             clinic=clinic,
             cpr=number,
-            action="portal.login_refused",
+            action=Action.PORTAL_LOGIN_REFUSED,
             method="mitid",
             reason="not_linked",
             broker=broker.name,
@@ -309,7 +309,7 @@ def login_mitid(
         session,
         clinic=clinic,
         cpr=number,
-        action="portal.login",
+        action=Action.PORTAL_LOGIN,
         method="mitid",
         broker=broker.name,
     )
@@ -359,7 +359,7 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             LOGIN_FAILED,
             clinic=clinic,
             cpr=number,
-            action="portal.login_failed",
+            action=Action.PORTAL_LOGIN_FAILED,
             method="two-factor",
             reason=reason,
         )
@@ -372,7 +372,7 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             MITID_REQUIRED,
             clinic=clinic,
             cpr=number,
-            action="portal.login_refused",
+            action=Action.PORTAL_LOGIN_REFUSED,
             method="two-factor",
             reason="mitid_required",
             why=why,
@@ -389,7 +389,11 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     )
     assert message.id is not None
     _record(
-        session, clinic=clinic, cpr=number, action="portal.login_code_sent", method="two-factor"
+        session,
+        clinic=clinic,
+        cpr=number,
+        action=Action.PORTAL_LOGIN_CODE_SENT,
+        method="two-factor",
     )
     session.commit()
     return CodeSent(
@@ -461,7 +465,7 @@ def verify_code(
             message,
             clinic=clinic,
             cpr=number,
-            action="portal.login_failed",
+            action=Action.PORTAL_LOGIN_FAILED,
             reason=reason,
             **steps,
             **details,
@@ -482,7 +486,7 @@ def verify_code(
             MITID_REQUIRED,
             clinic=clinic,
             cpr=number,
-            action="portal.login_refused",
+            action=Action.PORTAL_LOGIN_REFUSED,
             reason="mitid_required",
             why=why,
             **steps,
@@ -490,7 +494,7 @@ def verify_code(
     result = codes.check(session, user_id=user.id, purpose=codes.LOGIN, code=entered)
     if result == CodeCheck.OK:
         throttle.success(session, kind=throttle.PATIENT, name=number)
-        _record(session, clinic=clinic, cpr=number, action="portal.login", method="two-factor")
+        _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, method="two-factor")
         session.commit()
         return user
     if result == CodeCheck.WRONG:
@@ -510,7 +514,7 @@ def verify_code(
             "log in again to get a new code.",
             clinic=clinic,
             cpr=number,
-            action="portal.login_failed",
+            action=Action.PORTAL_LOGIN_FAILED,
             reason="code_expired",
             **steps,
         )

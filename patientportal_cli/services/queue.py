@@ -43,7 +43,7 @@ from patientportal_cli.db.models import (
 from patientportal_cli.errors import AlreadyDecided, Forbidden, InvalidInput, NotFound
 from patientportal_cli.services import audit, catalog, outbox, users
 from patientportal_cli.services.auth import Actor
-from patientportal_cli.vocabulary import RequestStatus
+from patientportal_cli.vocabulary import Action, RequestStatus
 
 STATUSES = tuple(RequestStatus)
 LIST_STATUSES = (*STATUSES, "all")
@@ -327,7 +327,7 @@ def _decide(
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action=f"request.{decision}",
+        action=Action.REQUEST_APPROVE if decision == "approve" else Action.REQUEST_REJECT,
         target=f"request:{request_id}",
         details=details,
     )

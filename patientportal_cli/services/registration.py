@@ -51,7 +51,7 @@ from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.mitid import MitIdBroker
-from patientportal_cli.vocabulary import RequestStatus
+from patientportal_cli.vocabulary import Action, RequestStatus
 
 ACTOR = "patient"
 PORTAL = "Patientportalen"
@@ -107,7 +107,7 @@ def _refuse(session: Session, message: str, *, clinic: Clinic, cpr: str, **detai
         session,
         actor=ACTOR,
         clinic=clinic.code,
-        action="registration.refused",
+        action=Action.REGISTRATION_REFUSED,
         target=f"cpr:{cpr}",
         details=details,
     )
@@ -304,7 +304,7 @@ def _request(
         session,
         actor=ACTOR,
         clinic=clinic.code,
-        action="request.submit",
+        action=Action.REQUEST_SUBMIT,
         target=f"request:{request.id}",
         details={
             "cpr": cpr,
@@ -380,7 +380,7 @@ def _open(
         session,
         actor=ACTOR,
         clinic=clinic.code,
-        action="registration.open",
+        action=Action.REGISTRATION_OPEN,
         target=f"cpr:{cpr}",
         details={
             "user_created": linked.user_created,

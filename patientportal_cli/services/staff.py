@@ -13,6 +13,7 @@ from patientportal_cli.errors import Conflict, Forbidden, InvalidInput, NotFound
 from patientportal_cli.services import audit, auth, catalog, clinics, passwords, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name
+from patientportal_cli.vocabulary import Action
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
@@ -60,7 +61,7 @@ def init(
         session,
         actor=username,
         clinic=clinic.code,
-        action="init",
+        action=Action.INIT,
         target=f"clinic:{clinic.code}",
         details={"admin": username, "clinic_name": clinic.name},
     )
@@ -135,7 +136,7 @@ def add(
         session,
         actor=actor.username,
         clinic=code,
-        action="staff.add",
+        action=Action.STAFF_ADD,
         target=f"staff:{username}",
         details={"role": role, "new_account": created},
     )
@@ -190,7 +191,7 @@ def set_role(session: Session, *, actor: Actor, username: str, role: str) -> Mem
         session,
         actor=actor.username,
         clinic=code,
-        action="staff.set_role",
+        action=Action.STAFF_SET_ROLE,
         target=f"staff:{staff.username}",
         details={"from": old, "to": role},
     )
@@ -238,7 +239,7 @@ def disable(session: Session, *, actor: Actor, username: str) -> str:
         session,
         actor=actor.username,
         clinic=code,
-        action="staff.disable",
+        action=Action.STAFF_DISABLE,
         target=f"staff:{staff.username}",
         details={"outcome": outcome},
     )
@@ -259,7 +260,7 @@ def unlock(session: Session, *, actor: Actor, username: str) -> tuple[int, datet
         session,
         actor=actor.username,
         clinic=code,
-        action="staff.unlock",
+        action=Action.STAFF_UNLOCK,
         target=f"staff:{staff.username}",
         details={"failures": failures, "locked_until": until.isoformat() if until else None},
     )
@@ -277,7 +278,10 @@ def change_own_password(session: Session, *, actor: Actor, current: str, new: st
         if locked is None:
             auth.count_failure(session, staff.username)
         audit.record(
-            session, actor=staff.username, action="staff.password_failed", clinic=actor.clinic_code
+            session,
+            actor=staff.username,
+            action=Action.STAFF_PASSWORD_FAILED,
+            clinic=actor.clinic_code,
         )
         session.commit()
         raise Forbidden(
@@ -291,7 +295,7 @@ def change_own_password(session: Session, *, actor: Actor, current: str, new: st
         session,
         actor=staff.username,
         clinic=actor.clinic_code,
-        action="staff.password",
+        action=Action.STAFF_PASSWORD,
         target=f"staff:{staff.username}",
         details={"by": "self", "sessions_ended": ended},
     )
@@ -374,7 +378,7 @@ def account(
         session,
         actor=actor.username,
         clinic=actor.clinic_code,
-        action="staff.account",
+        action=Action.STAFF_ACCOUNT,
         target=f"staff:{staff.username}",
         details={**changes, "tokens_revoked": revoked},
     )

@@ -53,6 +53,7 @@ from patientportal_cli.services.importing.plan import (
     classify,
 )
 from patientportal_cli.services.nomitid import STATEMENT
+from patientportal_cli.vocabulary import Action
 
 T_HISTORY = LinkHistory.__table__  # type: ignore[attr-defined]
 T_CODE = OneTimeCode.__table__  # type: ignore[attr-defined]
@@ -278,7 +279,7 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                 {
                     "actor": actor,
                     "clinic": clinic,
-                    "action": "patient.create",
+                    "action": Action.PATIENT_CREATE,
                     "target": f"cpr:{row[CPR]}",
                     "details_json": details,
                 }
@@ -296,7 +297,7 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
             {
                 "actor": actor,
                 "clinic": clinic,
-                "action": "no_mitid.set",
+                "action": Action.NO_MITID_SET,
                 "target": f"cpr:{row[CPR]}",
                 "details": {
                     "email_owner_confirmed_by": actor,
@@ -429,7 +430,7 @@ def _summary_event(session: Session, plan: Plan, total: Applied) -> None:
         session,
         actor=ctx.actor,
         clinic=ctx.clinic_code,
-        action="patient.import",
+        action=Action.PATIENT_IMPORT,
         target=f"file:{ctx.source}"[:200],
         details={
             "rows": counts.rows,
