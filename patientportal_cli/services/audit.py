@@ -157,7 +157,8 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the clinic's chain (``clinic=None``: the no-clinic chain), in
-    the caller's transaction."""
+    the caller's transaction. ``action``: a ``vocabulary.Action`` member (the code writes
+    no other; a plain ``str`` here lets tests exercise the chain with any text)."""
     chain = chain_of(clinic)
     seq, prev = _lock_head(session, chain)
     seq += 1
