@@ -23,6 +23,7 @@ from patientportal_cli.cli.common import (
     staff_session,
 )
 from patientportal_cli.cli.patient import app
+from patientportal_cli.services.importing import BATCH_SIZE
 
 if TYPE_CHECKING:
     from patientportal_cli.output import Output
@@ -90,7 +91,7 @@ def import_(
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", hidden=True, min=1, max=50_000)
-    ] = 20_000,
+    ] = BATCH_SIZE,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:

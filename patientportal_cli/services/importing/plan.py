@@ -39,10 +39,10 @@ from patientportal_cli import files
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services import catalog
-from patientportal_cli.services.importing import bulk, validate
+from patientportal_cli.services.importing import BATCH_SIZE, bulk, validate
 from patientportal_cli.services.importing.reader import ImportFile, RawRow
 
-BATCH = 20_000
+BATCH = BATCH_SIZE
 SHOW_REJECTED = 10
 KEEP_TEXT = 4096  # a longer rejected row is not kept; the report reads it again
 _FP_BITS = 30
