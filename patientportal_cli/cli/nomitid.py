@@ -42,7 +42,6 @@ def set_(
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.errors import Refused
     from patientportal_cli.services import nomitid, patients
-    from patientportal_cli.services.masking import mask_cpr
 
     if not confirm_email_owner and not prompts.interactive():
         raise nomitid.confirmation_missing()
@@ -51,20 +50,17 @@ def set_(
         confirmed_email = None
         if not confirm_email_owner:
             facts = patients.summary(session, actor=actor, cpr=cpr)
-            if facts["no_mitid"]:
+            if facts.no_mitid:
                 output.message(
-                    f"{mask_cpr(facts['cpr'])} ({facts['name']}) already has the no-MitID flag "
-                    f"at clinic {facts['clinic_code']}; nothing changed."
+                    f"{facts.label} already has the no-MitID flag "
+                    f"at clinic {facts.clinic_code}; nothing changed."
                 )
                 return
-            output.message(f"Patient: {mask_cpr(facts['cpr'])} ({facts['name']})")
-            output.message(f"E-mail address on record: {facts['email']}")
-            if (
-                facts["record_email"]
-                and facts["record_email"].casefold() != facts["email"].casefold()
-            ):
+            output.message(f"Patient: {facts.label}")
+            output.message(f"E-mail address on record: {facts.email}")
+            if facts.record_email and facts.record_email.casefold() != facts.email.casefold():
                 output.message(
-                    f"(The clinic's record card has {facts['record_email']}; the security "
+                    f"(The clinic's record card has {facts.record_email}; the security "
                     "codes go to the address above.)"
                 )
             if not prompts.confirm(
@@ -73,23 +69,22 @@ def set_(
                 flag="--confirm-email-owner",
             ):
                 raise Refused("Not confirmed: the flag was not set.")
-            confirmed_email = facts["email"]
+            confirmed_email = facts.email
         facts, changed = nomitid.set_flag(
             session, actor=actor, cpr=cpr, confirmed_email=confirmed_email
         )
-    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
+    who = facts.label
     if not changed:
         output.message(
-            f"{who} already has the no-MitID flag at clinic {facts['clinic_code']}; "
-            "nothing changed."
+            f"{who} already has the no-MitID flag at clinic {facts.clinic_code}; nothing changed."
         )
         return
     output.success(
-        f"No-MitID flag set for {who} at clinic {facts['clinic_code']}: two-factor login is "
+        f"No-MitID flag set for {who} at clinic {facts.clinic_code}: two-factor login is "
         "allowed here."
     )
     output.message(
-        f"Recorded: {actor.username} confirmed that {facts['email']} belongs to the patient "
+        f"Recorded: {actor.username} confirmed that {facts.email} belongs to the patient "
         "or to a person with power of attorney."
     )
     send_queued(output, clinic=actor.clinic_code)
@@ -103,20 +98,18 @@ def clear(
     """Remove the flag: the patient must verify with MitID at the next login here (R7)."""
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import nomitid
-    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts, changed = nomitid.clear_flag(session, actor=actor, cpr=cpr)
-    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
+    who = facts.label
     if not changed:
         output.message(
-            f"{who} does not have the no-MitID flag at clinic {facts['clinic_code']}; "
-            "nothing changed."
+            f"{who} does not have the no-MitID flag at clinic {facts.clinic_code}; nothing changed."
         )
         return
     output.success(
-        f"No-MitID flag removed for {who} at clinic {facts['clinic_code']}: MitID is "
+        f"No-MitID flag removed for {who} at clinic {facts.clinic_code}: MitID is "
         "required at the next login here."
     )
     send_queued(output, clinic=actor.clinic_code)

@@ -272,23 +272,21 @@ def unlink(
     from patientportal_cli import prompts
     from patientportal_cli.errors import Refused
     from patientportal_cli.services import patients
-    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         if not yes:
             facts = patients.summary(session, actor=actor, cpr=cpr)
             if not prompts.confirm(
-                f"Unlink {mask_cpr(facts['cpr'])} ({facts['name']}) from clinic "
-                f"{facts['clinic_code']}? The flag and services here go with the link; the "
+                f"Unlink {facts.label} from clinic "
+                f"{facts.clinic_code}? The flag and services here go with the link; the "
                 "portal user stays.",
                 flag="--yes",
             ):
                 raise Refused("Not unlinked; nothing changed.")
         facts = patients.unlink(session, actor=actor, cpr=cpr)
     output.success(
-        f"Unlinked {mask_cpr(facts['cpr'])} ({facts['name']}) from clinic {facts['clinic_code']}; "
-        "the portal user stays."
+        f"Unlinked {facts.label} from clinic {facts.clinic_code}; the portal user stays."
     )
 
 
@@ -369,14 +367,13 @@ def invite(
     """
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import patients
-    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts = patients.invite(session, actor=actor, cpr=cpr)
     output.success(
-        f"New activation code e-mailed to {facts['email']} for {mask_cpr(facts['cpr'])} "
-        f"({facts['name']}); an older code no longer works."
+        f"New activation code e-mailed to {facts.email} for {facts.label}; "
+        "an older code no longer works."
     )
     send_queued(output, clinic=actor.clinic_code)
 
@@ -388,12 +385,11 @@ def unlock(
 ) -> None:
     """Lift the two-factor lock after too many wrong passwords (and reset the count)."""
     from patientportal_cli.services import patients
-    from patientportal_cli.services.masking import mask_cpr
 
     output = out()
     with staff_session(output, clinic=clinic_code) as (session, actor):
         facts, changed = patients.unlock(session, actor=actor, cpr=cpr)
-    who = f"{mask_cpr(facts['cpr'])} ({facts['name']})"
+    who = facts.label
     if changed:
         output.success(f"Unlocked {who}: the failed-login count is reset.")
     else:
@@ -495,13 +491,13 @@ def update(
     with staff_session(output, clinic=clinic_code) as (session, actor):
         if email is not None and not confirm_email_owner and not dry_run:
             facts = patients.summary(session, actor=actor, cpr=number)
-            if facts["no_mitid"] and facts["email"].casefold() != email.casefold():
+            if facts.no_mitid and facts.email.casefold() != email.casefold():
                 if not prompts.interactive():
                     from patientportal_cli.services import nomitid
 
                     raise nomitid.confirmation_missing()
                 output.message(
-                    f"The no-MitID flag is set at clinic {facts['clinic_code']}: security "
+                    f"The no-MitID flag is set at clinic {facts.clinic_code}: security "
                     f"codes will go to the new address {email}."
                 )
                 _confirm_owner(None, why="the no-MitID flag here needs it for the new address")
@@ -586,7 +582,7 @@ def reset_password(
     from patientportal_cli.errors import MissingInput, Refused
     from patientportal_cli.services import patient_account, patients
     from patientportal_cli.services.cpr import normalize_cpr
-    from patientportal_cli.services.masking import mask_cpr
+    from patientportal_cli.services.masking import patient_label
 
     number = normalize_cpr(cpr)
     if not yes and not dry_run and not prompts.interactive():
@@ -596,14 +592,14 @@ def reset_password(
         if not yes and not dry_run:
             facts = patients.summary(session, actor=actor, cpr=number)
             if not prompts.confirm(
-                f"Reset the password of {mask_cpr(facts['cpr'])} ({facts['name']})? The "
+                f"Reset the password of {facts.label}? The "
                 "password stops working at once and a new activation code is e-mailed to "
-                f"{facts['email']}.",
+                f"{facts.email}.",
                 flag="--yes",
             ):
                 raise Refused("Not reset; nothing changed.")
         result = patient_account.reset_password(session, actor=actor, cpr=number, dry_run=dry_run)
-    who = f"{mask_cpr(result.cpr)} ({result.name})"
+    who = patient_label(result.cpr, result.name)
     if result.dry_run:
         output.success(
             f"Dry run: would have reset the password of {who}: "

@@ -11,3 +11,8 @@ def mask_cpr(cpr: str) -> str:
     """``DDMMYY-****`` for a CPR number with or without its hyphen; ``******-****`` else."""
     digits = cpr.replace("-", "")
     return f"{digits[:6]}-****" if len(digits) == 10 else "******-****"
+
+
+def patient_label(cpr: str, name: str | None) -> str:
+    """How a patient is named in a prompt or a result line: ``010203-**** (Karen Holm)``."""
+    return f"{mask_cpr(cpr)} ({name})"

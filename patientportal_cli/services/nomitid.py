@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -28,7 +29,13 @@ from patientportal_cli.errors import Conflict, MissingInput
 from patientportal_cli.services import audit, outbox
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.masking import mask_cpr
-from patientportal_cli.services.users import current_clinic, link_facts, lookup, target
+from patientportal_cli.services.users import (
+    PatientFacts,
+    current_clinic,
+    link_facts,
+    lookup,
+    target,
+)
 from patientportal_cli.vocabulary import Action
 
 CONFIRM_FLAG = "--confirm-email-owner"
@@ -87,7 +94,7 @@ def apply_flag(
 
 def set_flag(
     session: Session, *, actor: Actor, cpr: str, confirmed_email: str | None = None
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[PatientFacts, bool]:
     """Set the flag, the e-mail-owner confirmation given: (facts, changed).
 
     ``confirmed_email`` is the address shown to the staff member when they confirmed on
@@ -107,11 +114,10 @@ def set_flag(
         )
     apply_flag(session, actor=actor, clinic=clinic, user=user, link=link)
     session.commit()
-    facts["no_mitid"] = True
-    return facts, True
+    return replace(facts, no_mitid=True), True
 
 
-def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any], bool]:
+def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[PatientFacts, bool]:
     """Remove the flag: MitID is required at the next login here (R7). (facts, changed)."""
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
@@ -145,8 +151,7 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, A
         details={"mitid_required_after": now.isoformat(), "previous": confirmed},
     )
     session.commit()
-    facts["no_mitid"] = False
-    return facts, True
+    return replace(facts, no_mitid=False), True
 
 
 def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterator[dict[str, Any]]:

@@ -236,10 +236,10 @@ def link(
     )
 
 
-def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+def existing_user(session: Session, *, actor: Actor, cpr: str) -> str:
     """Before ``link``'s confirmation prompt: that a user exists and is not linked here
-    yet ({"cpr"} only: nothing else of a user that is not this clinic's patient); ends
-    the read transaction."""
+    yet (its CPR number only: nothing else of a user that is not this clinic's patient);
+    ends the read transaction."""
     number = normalize_cpr(cpr)
     clinic = current_clinic(session, actor)
     user = users.find_user(session, number)
@@ -248,9 +248,9 @@ def existing_user(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]
     assert clinic.id is not None and user.id is not None
     if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
         raise already_linked(number, clinic)
-    facts = {"cpr": user.cpr}
+    number = user.cpr
     session.rollback()  # do not hold a write lock (SQLite) while a person answers
-    return facts
+    return number
 
 
 def no_user(cpr: str) -> NotFound:
@@ -334,7 +334,7 @@ def _send_activation(session: Session, *, user: PortalUser, clinic: Clinic) -> N
 # --- one patient ---------------------------------------------------------------------
 
 
-def summary(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+def summary(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
     """A few facts for a confirmation prompt; ends the read transaction."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
@@ -343,17 +343,13 @@ def summary(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
     return facts
 
 
-def unlink(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
-    """Remove this clinic's link (its flag and services go with it); the user stays."""
+def unlink(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
+    """Remove this clinic's link (its flag and services go with it); the user stays.
+    The facts are those from before the link went."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
-    facts = {
-        "cpr": user.cpr,
-        "name": user.name,
-        "clinic_code": clinic.code,
-        "no_mitid": link_row.no_mitid,
-        "services": catalog.split_services(link_row.services),
-    }
+    facts = link_facts(user, link_row, clinic)
+    services = catalog.split_services(link_row.services)
     users.forget_link(session, link_row, user.cpr)
     audit.record(
         session,
@@ -361,7 +357,7 @@ def unlink(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
         clinic=clinic.code,
         action=Action.PATIENT_UNLINK,
         target=target(user.cpr),
-        details={"no_mitid": facts["no_mitid"], "services": facts["services"]},
+        details={"no_mitid": facts.no_mitid, "services": services},
     )
     session.commit()
     return facts
@@ -618,11 +614,11 @@ def list_row(user: PortalUser, link_row: ClinicLink) -> dict[str, Any]:
     }
 
 
-def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+def invite(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
     """A new activation code e-mailed to a user who has no password yet; the older code
     stops working. An activated user is refused (this is not a password reset)."""
     clinic = current_clinic(session, actor)
-    user, _ = lookup(session, clinic=clinic, cpr=cpr)
+    user, link_row = lookup(session, clinic=clinic, cpr=cpr)
     if user.password_hash:
         raise Refused(
             f"{mask_cpr(user.cpr)} is already activated (has chosen a password); an activation "
@@ -638,20 +634,16 @@ def invite(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
         details={"email": user.email},
     )
     session.commit()
-    return {"cpr": user.cpr, "name": user.name, "email": user.email}
+    return link_facts(user, link_row, clinic)
 
 
-def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any], bool]:
+def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[users.PatientFacts, bool]:
     """Clear the failed-login count and the login lock of the patient's CPR number
     (``services/throttle.py``): (facts, changed)."""
     clinic = current_clinic(session, actor)
-    user, _ = lookup(session, clinic=clinic, cpr=cpr)
-    facts: dict[str, Any] = {
-        "cpr": user.cpr,
-        "name": user.name,
-        "failed_logins": throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
-        "locked_until": access.locked_until(session, user),
-    }
+    user, link_row = lookup(session, clinic=clinic, cpr=cpr)
+    facts = link_facts(user, link_row, clinic)
+    failed_logins = throttle.failures(session, kind=throttle.PATIENT, name=user.cpr)
     failures, was_until = throttle.clear(session, kind=throttle.PATIENT, name=user.cpr)
     if failures == 0 and was_until is None:
         session.rollback()
@@ -662,7 +654,7 @@ def unlock(session: Session, *, actor: Actor, cpr: str) -> tuple[dict[str, Any],
         clinic=clinic.code,
         action=Action.PATIENT_UNLOCK,
         target=target(user.cpr),
-        details={"failed_logins": facts["failed_logins"], "locked_until": was_until},
+        details={"failed_logins": failed_logins, "locked_until": was_until},
     )
     session.commit()
     return facts, True

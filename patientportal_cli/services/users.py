@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -25,7 +24,7 @@ from patientportal_cli.db.models import Clinic, ClinicLink, LinkHistory, PortalU
 from patientportal_cli.errors import NotFound
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.cpr import normalize_cpr
-from patientportal_cli.services.masking import mask_cpr
+from patientportal_cli.services.masking import mask_cpr, patient_label
 
 
 @dataclass
@@ -232,13 +231,30 @@ def lookup(session: Session, *, clinic: Clinic, cpr: str) -> tuple[PortalUser, C
     return user, link
 
 
-def link_facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PatientFacts:
     """What a confirmation or a result message about a patient here needs."""
-    return {
-        "cpr": user.cpr,
-        "name": user.name,
-        "email": user.email,
-        "record_email": link.record_email,
-        "no_mitid": link.no_mitid,
-        "clinic_code": clinic.code,
-    }
+
+    cpr: str
+    name: str
+    email: str
+    record_email: str | None
+    no_mitid: bool
+    clinic_code: str
+
+    @property
+    def label(self) -> str:
+        """``010203-**** (Karen Holm)``: the masked CPR number and the name."""
+        return patient_label(self.cpr, self.name)
+
+
+def link_facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> PatientFacts:
+    """The ``PatientFacts`` of this clinic's patient (user and link)."""
+    return PatientFacts(
+        cpr=user.cpr,
+        name=user.name,
+        email=user.email,
+        record_email=link.record_email,
+        no_mitid=link.no_mitid,
+        clinic_code=clinic.code,
+    )
