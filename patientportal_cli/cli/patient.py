@@ -302,7 +302,7 @@ def show(
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
         row = patients.show(session, actor=actor, cpr=cpr, fmt=fmt.value)
-        output.record(row, title=f"Patient at {actor.clinic_code}")
+        output.record(row.as_row(), title=f"Patient at {actor.clinic_code}")
 
 
 @command(app, "list")

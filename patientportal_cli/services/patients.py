@@ -33,7 +33,8 @@ import base64
 import json
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import tuple_
@@ -363,37 +364,69 @@ def unlink(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
     return facts
 
 
+@dataclass(frozen=True)
+class PatientRecord:
+    """User + this clinic's link, as one flat record; ``as_row`` gives it with stable
+    snake_case keys in this order (the ``patient show`` output). The failed logins and
+    lock are those of the CPR number (``services/throttle.py``)."""
+
+    cpr: str
+    name: str
+    email: str
+    record_email: str | None
+    origin: str
+    activated: bool
+    mitid_verified_at: datetime | None
+    clinic: str
+    linked_at: datetime
+    linked_by: str
+    services: list[str]
+    no_mitid: bool
+    no_mitid_changed_at: datetime | None
+    no_mitid_changed_by: str | None
+    email_owner_confirmed_by: str | None
+    email_owner_confirmed_at: datetime | None
+    email_owner_confirmed_email: str | None
+    mitid_required_after: datetime | None
+    failed_logins: int
+    locked_until: datetime | None
+    created_at: datetime
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields in order, for ``output.record`` (keys are the field names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 def record(
     session: Session, user: PortalUser, link_row: ClinicLink, clinic: Clinic
-) -> dict[str, Any]:
-    """User + this clinic's link, as one flat record with stable snake_case keys; the
-    failed logins and lock are those of the CPR number (``services/throttle.py``)."""
-    return {
-        "cpr": user.cpr,
-        "name": user.name,
-        "email": user.email,
-        "record_email": link_row.record_email,
-        "origin": user.origin,
-        "activated": bool(user.password_hash),
-        "mitid_verified_at": user.mitid_verified_at,
-        "clinic": clinic.code,
-        "linked_at": link_row.linked_at,
-        "linked_by": link_row.linked_by,
-        "services": catalog.split_services(link_row.services),
-        "no_mitid": link_row.no_mitid,
-        "no_mitid_changed_at": link_row.no_mitid_changed_at,
-        "no_mitid_changed_by": link_row.no_mitid_changed_by,
-        "email_owner_confirmed_by": link_row.email_owner_confirmed_by,
-        "email_owner_confirmed_at": link_row.email_owner_confirmed_at,
-        "email_owner_confirmed_email": link_row.email_owner_confirmed_email,
-        "mitid_required_after": link_row.mitid_required_after,
-        "failed_logins": throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
-        "locked_until": access.locked_until(session, user),
-        "created_at": user.created_at,
-    }
+) -> PatientRecord:
+    """The ``PatientRecord`` of this clinic's patient (user and link)."""
+    return PatientRecord(
+        cpr=user.cpr,
+        name=user.name,
+        email=user.email,
+        record_email=link_row.record_email,
+        origin=user.origin,
+        activated=bool(user.password_hash),
+        mitid_verified_at=user.mitid_verified_at,
+        clinic=clinic.code,
+        linked_at=link_row.linked_at,
+        linked_by=link_row.linked_by,
+        services=catalog.split_services(link_row.services),
+        no_mitid=link_row.no_mitid,
+        no_mitid_changed_at=link_row.no_mitid_changed_at,
+        no_mitid_changed_by=link_row.no_mitid_changed_by,
+        email_owner_confirmed_by=link_row.email_owner_confirmed_by,
+        email_owner_confirmed_at=link_row.email_owner_confirmed_at,
+        email_owner_confirmed_email=link_row.email_owner_confirmed_email,
+        mitid_required_after=link_row.mitid_required_after,
+        failed_logins=throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
+        locked_until=access.locked_until(session, user),
+        created_at=user.created_at,
+    )
 
 
-def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> dict[str, Any]:
+def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> PatientRecord:
     """The patient's record here; the look-up is audited (``patient.show``)."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
