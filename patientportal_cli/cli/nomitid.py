@@ -125,9 +125,9 @@ def list_(
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = nomitid.list_flagged(session, actor=actor, fmt=fmt.value)
+        flagged = nomitid.list_flagged(session, actor=actor, fmt=fmt.value)
         output.rows(
-            rows,
+            [patient.as_row() for patient in flagged],
             [
                 ("cpr", "CPR"),
                 ("name", "Name"),

@@ -18,7 +18,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -154,7 +155,24 @@ def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[PatientFact
     return replace(facts, no_mitid=False), True
 
 
-def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class FlaggedPatient:
+    """One row of ``nomitid list``: a patient with the flag here, who set it, and the
+    address confirmed."""
+
+    cpr: str
+    name: str
+    email: str
+    set_at: datetime | None
+    set_by: str | None
+    email_owner_confirmed_email: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields in order, for ``output.rows`` (keys are the field names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterator[FlaggedPatient]:
     """This clinic's patients with the flag, ordered by name."""
     clinic = current_clinic(session, actor)
     query = (
@@ -165,17 +183,17 @@ def iter_flagged(session: Session, *, actor: Actor, batch: int = 500) -> Iterato
         .execution_options(yield_per=batch)
     )
     for user, link in session.exec(query):
-        yield {
-            "cpr": user.cpr,
-            "name": user.name,
-            "email": user.email,
-            "set_at": link.no_mitid_changed_at,
-            "set_by": link.no_mitid_changed_by,
-            "email_owner_confirmed_email": link.email_owner_confirmed_email,
-        }
+        yield FlaggedPatient(
+            cpr=user.cpr,
+            name=user.name,
+            email=user.email,
+            set_at=link.no_mitid_changed_at,
+            set_by=link.no_mitid_changed_by,
+            email_owner_confirmed_email=link.email_owner_confirmed_email,
+        )
 
 
-def list_flagged(session: Session, *, actor: Actor, fmt: str = "table") -> list[dict[str, Any]]:
+def list_flagged(session: Session, *, actor: Actor, fmt: str = "table") -> list[FlaggedPatient]:
     """``iter_flagged`` as a list; the listing is audited as ONE ``no_mitid.list`` event."""
     from patientportal_cli.services import accesslog
 
@@ -184,7 +202,7 @@ def list_flagged(session: Session, *, actor: Actor, fmt: str = "table") -> list[
         session,
         actor=actor,
         action=Action.NO_MITID_LIST,
-        cprs=[r["cpr"] for r in rows],
+        cprs=[r.cpr for r in rows],
         filters={},
         fmt=fmt,
     )
