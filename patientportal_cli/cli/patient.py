@@ -349,7 +349,9 @@ def list_(
             after=after,
         )
         try:
-            output.stream_rows(listing, LIST_COLUMNS, empty="No patients found.")
+            output.stream_rows(
+                (row.as_row() for row in listing), LIST_COLUMNS, empty="No patients found."
+            )
         finally:
             listing.finish()
     if listing.next_after is not None:

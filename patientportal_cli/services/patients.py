@@ -566,7 +566,7 @@ class PatientListing:
         self.next_after: str | None = None  # set when --limit stopped before the end
         self._finished = False
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[PatientRow]:
         last: tuple[str, int] | None = None
         for user, link_row in self._matches:
             if self._limit is not None and self.count >= self._limit:
@@ -634,17 +634,35 @@ def list_patients(
     )
 
 
-def list_row(user: PortalUser, link_row: ClinicLink) -> dict[str, Any]:
-    return {
-        "cpr": user.cpr,
-        "name": user.name,
-        "email": user.email,
-        "record_email": link_row.record_email,
-        "activated": bool(user.password_hash),
-        "no_mitid": link_row.no_mitid,
-        "services": catalog.split_services(link_row.services),
-        "linked_at": link_row.linked_at,
-    }
+@dataclass(frozen=True)
+class PatientRow:
+    """One row of ``patient list``."""
+
+    cpr: str
+    name: str
+    email: str
+    record_email: str | None
+    activated: bool
+    no_mitid: bool
+    services: list[str]
+    linked_at: datetime
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields in order, for ``output.stream_rows`` (keys are the field names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def list_row(user: PortalUser, link_row: ClinicLink) -> PatientRow:
+    return PatientRow(
+        cpr=user.cpr,
+        name=user.name,
+        email=user.email,
+        record_email=link_row.record_email,
+        activated=bool(user.password_hash),
+        no_mitid=link_row.no_mitid,
+        services=catalog.split_services(link_row.services),
+        linked_at=link_row.linked_at,
+    )
 
 
 def invite(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
