@@ -447,9 +447,9 @@ def log(
     number = normalize_cpr(cpr)
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = accesslog.patient_log(session, actor=actor, cpr=number, fmt=fmt.value)
+        entries = accesslog.patient_log(session, actor=actor, cpr=number, fmt=fmt.value)
         output.rows(
-            rows,
+            [entry.as_row() for entry in entries],
             LOG_COLUMNS,
             title=f"Log of {mask_cpr(number)} at {actor.clinic_code}",
             empty="Nothing in the log yet.",

@@ -22,6 +22,8 @@ patient's registration requests. Other clinics' events are never shown.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, or_, select
@@ -98,9 +100,21 @@ def _about(number: str) -> Any:
 LISTINGS = (Action.PATIENT_LIST, Action.NO_MITID_LIST)
 
 
-def patient_log(
-    session: Session, *, actor: Actor, cpr: str, fmt: str = "table"
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of ``patient log``: an audit event about the patient at this clinic."""
+
+    at: datetime
+    actor: str
+    action: str
+    details: dict[str, Any]  # the event's own JSON details, other patients' CPRs removed
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields in order, for ``output.rows`` (keys are the field names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def patient_log(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> list[LogEntry]:
     """Who at this clinic looked at or changed the patient, and when, newest first.
 
     Only for a patient linked here ("not a patient at clinic X" otherwise). Reading the
@@ -115,12 +129,7 @@ def patient_log(
         .order_by(col(AuditEvent.id).desc())
     )
     rows = [
-        {
-            "at": event.at,
-            "actor": event.actor,
-            "action": event.action,
-            "details": _summary(event),
-        }
+        LogEntry(at=event.at, actor=event.actor, action=event.action, details=_summary(event))
         for event in session.exec(query)
     ]
     looked_up(
