@@ -128,7 +128,7 @@ def test_session_functions_on_the_database(cli: Cli, staff: Staff, db_url: str, 
         nord = link_of(s, "0102031234", "NORD")
         assert nord is not None
         syd_id = nord.clinic_id + 1
-        result = access.login_access(s, clinic_id=nord.clinic_id, user=u)
+        result = access.login_access(s, clinic_id=nord.clinic_id, user=u).as_row()
         assert list(result) == ["mitid", "two_factor"]
         assert result["mitid"] == {
             "allowed": True,

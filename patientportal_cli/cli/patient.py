@@ -412,11 +412,11 @@ def access(
     with staff_session(output, clinic=clinic_code) as (session, actor):
         result = patients.login_access(session, actor=actor, cpr=cpr)
     if fmt == Fmt.json:
-        output.record(result)
+        output.record(result.as_row())
         return
     rows = [
-        {"method": label, **result[key]}
-        for key, label in (("mitid", "MitID"), ("two_factor", "two-factor"))
+        {"method": label, **decision.as_dict()}
+        for decision, label in ((result.mitid, "MitID"), (result.two_factor, "two-factor"))
     ]
     output.rows(rows, [("method", "Method"), ("allowed", "Allowed"), ("reason", "Reason")])
 

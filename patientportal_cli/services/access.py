@@ -154,10 +154,22 @@ def two_factor_allowed(session: Session, *, clinic_id: int, user: PortalUser) ->
     return decision.allowed, decision.reason
 
 
-def login_access(session: Session, *, clinic_id: int, user: PortalUser) -> dict[str, Any]:
-    """{"mitid": {"allowed", "reason"}, "two_factor": {"allowed", "reason"}}."""
+@dataclass(frozen=True)
+class LoginAccess:
+    """Which login methods work for a user at a clinic now, and why not."""
+
+    mitid: Decision
+    two_factor: Decision
+
+    def as_row(self) -> dict[str, Any]:
+        """``{"mitid": {"allowed", "reason"}, "two_factor": {"allowed", "reason"}}``."""
+        return {"mitid": self.mitid.as_dict(), "two_factor": self.two_factor.as_dict()}
+
+
+def login_access(session: Session, *, clinic_id: int, user: PortalUser) -> LoginAccess:
+    """Both decisions for the user at the clinic (``LoginAccess``)."""
     link = _link(session, clinic_id=clinic_id, user=user)
-    return {
-        "mitid": mitid_decision(link).as_dict(),
-        "two_factor": two_factor_decision(user, link, locked=locked_until(session, user)).as_dict(),
-    }
+    return LoginAccess(
+        mitid=mitid_decision(link),
+        two_factor=two_factor_decision(user, link, locked=locked_until(session, user)),
+    )

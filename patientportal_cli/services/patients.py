@@ -438,7 +438,7 @@ def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> Pat
     return row
 
 
-def login_access(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
+def login_access(session: Session, *, actor: Actor, cpr: str) -> access.LoginAccess:
     """``access.login_access`` for a CPR at this clinic. A user not linked here gets
     "not linked here" (a user exists); no user at all: NotFound. Audited
     (``patient.access``, with whether the user is linked here)."""
@@ -449,7 +449,7 @@ def login_access(session: Session, *, actor: Actor, cpr: str) -> dict[str, Any]:
         raise not_a_patient(number, clinic, user_exists=False)
     assert clinic.id is not None
     result = access.login_access(session, clinic_id=clinic.id, user=user)
-    linked = result["mitid"]["allowed"]  # MitID works exactly where the user is linked
+    linked = result.mitid.allowed  # MitID works exactly where the user is linked
     accesslog.looked_up(
         session, actor=actor, action=Action.PATIENT_ACCESS, cpr=number, details={"linked": linked}
     )
