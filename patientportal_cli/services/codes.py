@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -80,6 +80,21 @@ def attempt_hash(attempt: str) -> str:
     return hashlib.sha256(attempt.encode()).hexdigest()
 
 
+def end_open(
+    session: Session, *, user_id: int, purpose: str | None = None, now: datetime | None = None
+) -> None:
+    """The user's open codes (of ``purpose``, or all) end now."""
+    query = select(OneTimeCode).where(
+        OneTimeCode.user_id == user_id, col(OneTimeCode.used_at).is_(None)
+    )
+    if purpose is not None:
+        query = query.where(OneTimeCode.purpose == purpose)
+    now = now or utcnow()
+    for old in session.exec(query):
+        old.used_at = now
+        session.add(old)
+
+
 def issue(
     session: Session,
     *,
@@ -92,15 +107,7 @@ def issue(
 
     ``attempt_hash``: the login a security code belongs to (see ``attempt_hash()``)."""
     now = utcnow()
-    for old in session.exec(
-        select(OneTimeCode).where(
-            OneTimeCode.user_id == user_id,
-            OneTimeCode.purpose == purpose,
-            col(OneTimeCode.used_at).is_(None),
-        )
-    ):
-        old.used_at = now
-        session.add(old)
+    end_open(session, user_id=user_id, purpose=purpose, now=now)
     code = _new_code(purpose)
     session.add(
         OneTimeCode(

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import Clinic, OneTimeCode, Outbox, PortalUser
+from patientportal_cli.db.models import Clinic, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput
-from patientportal_cli.services import audit, mailtexts, passwords
+from patientportal_cli.services import audit, outbox, passwords
 from patientportal_cli.services.contact import normalize_email
 from patientportal_cli.vocabulary import Action
 
@@ -78,28 +77,6 @@ def question(user: PortalUser) -> Question:
     return Question(email=mask_email(user.email), has_password=bool(user.password_hash))
 
 
-def end_pending_codes(session: Session, *, user_id: int) -> None:
-    """Unused codes of the user end now; queued mails that would carry one are discarded."""
-    now = utcnow()
-    session.exec(
-        update(OneTimeCode)
-        .where(col(OneTimeCode.user_id) == user_id, col(OneTimeCode.used_at).is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.exec(
-        update(Outbox)
-        .where(
-            col(Outbox.user_id) == user_id,
-            col(Outbox.sent_at).is_(None),
-            col(Outbox.discarded_at).is_(None),
-            col(Outbox.template).in_(list(mailtexts.CODE_TEMPLATES)),
-        )
-        .values(discarded_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def apply(
     session: Session, *, user: PortalUser, clinic: Clinic, asked: Question, answer: Answer
 ) -> None:
@@ -126,7 +103,9 @@ def apply(
         details["email_changed"] = user.email.casefold() != answer.email.casefold()
         user.email = answer.email
         user.password_hash = passwords.hash_password(answer.password)
-        end_pending_codes(session, user_id=user.id)
+        outbox.end_pending_codes(
+            session, user_id=user.id, reason="the patient replaced the password and e-mail"
+        )
         action = Action.PORTAL_CREDENTIALS_REPLACED
     user.credentials_vouched_at = now
     session.add(user)

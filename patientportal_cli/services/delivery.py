@@ -412,9 +412,9 @@ def _sent(session: Session, message: Outbox, now: datetime) -> None:
 
 
 def _discard(session: Session, message: Outbox, now: datetime) -> None:
-    message.discarded_at = now
-    message.error = "not sent: the login it belongs to is older than the code's lifetime"
-    message.args = "{}"
+    outbox.discard(
+        message, reason="the login it belongs to is older than the code's lifetime", now=now
+    )
     session.add(message)
     session.commit()
 

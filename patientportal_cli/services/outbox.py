@@ -14,10 +14,12 @@ who may create clinics (the installation's own administrators) see and send thos
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
+from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, Outbox, PortalUser
 from patientportal_cli.services import codes, mailtexts
 
@@ -86,6 +88,34 @@ def activation(
         clinic_code=clinic.code,
         **extra,
     )
+
+
+def discard(message: Outbox, *, reason: str, now: datetime) -> None:
+    """Mark a queued message as not to be sent, saying why; its arguments go."""
+    message.discarded_at = now
+    message.error = f"not sent: {reason}"
+    message.args = "{}"
+
+
+def end_pending_codes(
+    session: Session, *, user_id: int, reason: str, purpose: str | None = None
+) -> None:
+    """End the user's open one-time codes (of ``purpose``, or all) and discard the queued
+    mails that would issue one at delivery, saying ``reason``."""
+    now = utcnow()
+    codes.end_open(session, user_id=user_id, purpose=purpose, now=now)
+    templates = [t for t, p in mailtexts.CODE_TEMPLATES.items() if purpose in (None, p)]
+    for message in session.exec(
+        select(Outbox).where(
+            Outbox.user_id == user_id,
+            col(Outbox.template).in_(templates),
+            col(Outbox.sent_at).is_(None),
+            col(Outbox.discarded_at).is_(None),
+        )
+    ):
+        discard(message, reason=reason, now=now)
+        session.add(message)
+    session.flush()
 
 
 def queued(

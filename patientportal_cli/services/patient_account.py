@@ -42,9 +42,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import Clinic, ClinicLink, OneTimeCode, Outbox, PortalUser
+from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import audit, codes, mailtexts, nomitid, outbox, throttle
+from patientportal_cli.services import audit, codes, nomitid, outbox, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.users import current_clinic, lookup, target
@@ -184,7 +184,11 @@ def update(
             }
         session.add(link)
         assert user.id is not None
-        _end_codes(session, user_id=user.id)
+        outbox.end_pending_codes(
+            session,
+            user_id=user.id,
+            reason="the clinic changed the patient's e-mail",
+        )
         clear_stale_flags(session, user=user, here=clinic)
         outbox.enqueue(
             session,
@@ -213,32 +217,6 @@ def mask_email(email: str) -> str:
     from patientportal_cli.services.portal import mask_email as mask
 
     return mask(email)
-
-
-def _end_codes(session: Session, *, user_id: int) -> None:
-    """End every open one-time code of the user and discard the queued mail that would
-    issue one at delivery."""
-    now = utcnow()
-    for row in session.exec(
-        select(OneTimeCode).where(
-            OneTimeCode.user_id == user_id, col(OneTimeCode.used_at).is_(None)
-        )
-    ):
-        row.used_at = now
-        session.add(row)
-    for message in session.exec(
-        select(Outbox).where(
-            Outbox.user_id == user_id,
-            col(Outbox.template).in_(list(mailtexts.CODE_TEMPLATES)),
-            col(Outbox.sent_at).is_(None),
-            col(Outbox.discarded_at).is_(None),
-        )
-    ):
-        message.discarded_at = now
-        message.error = "not sent: the patient's password or e-mail was reset by the clinic"
-        message.args = "{}"
-        session.add(message)
-    session.flush()
 
 
 def clear_stale_flags(session: Session, *, user: PortalUser, here: Clinic) -> None:
@@ -330,7 +308,9 @@ def reset_password(
     user.locked_until = None
     session.add(user)
     failures, until = throttle.clear(session, kind=throttle.PATIENT, name=user.cpr)
-    _end_codes(session, user_id=user.id)
+    outbox.end_pending_codes(
+        session, user_id=user.id, reason="the clinic reset the patient's password"
+    )
     outbox.activation(session, user=user, clinic=clinic, reset=True)
     audit.record(
         session,

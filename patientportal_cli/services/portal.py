@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
@@ -377,7 +377,11 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
             reason="mitid_required",
             why=why,
         )
-    _discard_pending_codes(session, user.id)
+    # at most one security code per user: a newer login ends the older one, whether its
+    # mail is still queued or its code was issued
+    outbox.end_pending_codes(
+        session, user_id=user.id, reason="replaced by a newer login", purpose=codes.LOGIN
+    )
     attempt = secrets.token_urlsafe(16)
     message = outbox.to_patient(
         session,
@@ -404,28 +408,6 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
         message_id=message.id,
         attempt=attempt,
     )
-
-
-def _discard_pending_codes(session: Session, user_id: int) -> None:
-    """At most one security code per user: a newer login ends the older one, whether
-    its mail is still queued (not sent) or its code was issued (ended)."""
-    now = utcnow()
-    for message in session.exec(
-        select(Outbox).where(
-            Outbox.user_id == user_id,
-            Outbox.template == "security_code",
-            col(Outbox.sent_at).is_(None),
-            col(Outbox.discarded_at).is_(None),
-        )
-    ):
-        message.discarded_at = now
-        message.error = "not sent: replaced by a newer login"
-        message.args = "{}"
-        session.add(message)
-    row = codes.current(session, user_id=user_id, purpose=codes.LOGIN)
-    if row is not None:
-        row.used_at = now
-        session.add(row)
 
 
 def delivered(session: Session, *, message_id: int) -> bool:
