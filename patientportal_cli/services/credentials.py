@@ -31,6 +31,7 @@ from patientportal_cli.db.models import Clinic, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput
 from patientportal_cli.services import audit, outbox, passwords
 from patientportal_cli.services.contact import normalize_email
+from patientportal_cli.services.masking import mask_email
 from patientportal_cli.vocabulary import Action
 
 CONFIRM = "confirm"
@@ -72,8 +73,6 @@ def unvouched(user: PortalUser) -> bool:
 
 
 def question(user: PortalUser) -> Question:
-    from patientportal_cli.services.portal import mask_email
-
     return Question(email=mask_email(user.email), has_password=bool(user.password_hash))
 
 

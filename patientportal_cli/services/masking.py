@@ -16,3 +16,11 @@ def mask_cpr(cpr: str) -> str:
 def patient_label(cpr: str, name: str | None) -> str:
     """How a patient is named in a prompt or a result line: ``010203-**** (Karen Holm)``."""
     return f"{mask_cpr(cpr)} ({name})"
+
+
+def mask_email(email: str) -> str:
+    """``s***@example.dk``: enough to recognise one's own address, not to read it."""
+    local, at, domain = email.partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"

@@ -47,6 +47,7 @@ from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services import audit, codes, nomitid, outbox, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
+from patientportal_cli.services.masking import mask_email
 from patientportal_cli.services.users import current_clinic, lookup, target
 from patientportal_cli.vocabulary import Action
 
@@ -213,12 +214,6 @@ def update(
     return result
 
 
-def mask_email(email: str) -> str:
-    from patientportal_cli.services.portal import mask_email as mask
-
-    return mask(email)
-
-
 def clear_stale_flags(session: Session, *, user: PortalUser, here: Clinic) -> None:
     """Remove the no-MitID flag at clinics other than ``here`` whose confirmation is not
     for the user's (new) e-mail; each is audited at its own clinic (see the module
@@ -299,13 +294,7 @@ def reset_password(
         )
         session.commit()
         return result
-    was_locked = {
-        "failed_logins": user.failed_logins,
-        "locked_until": user.locked_until.isoformat() if user.locked_until else None,
-    }
     user.password_hash = None
-    user.failed_logins = 0
-    user.locked_until = None
     session.add(user)
     failures, until = throttle.clear(session, kind=throttle.PATIENT, name=user.cpr)
     outbox.end_pending_codes(
@@ -322,9 +311,8 @@ def reset_password(
             "email": user.email,
             "had_password": result.had_password,
             "lock": {
-                **was_locked,
-                "throttle_failures": failures,
-                "throttle_locked_until": until.isoformat() if until else None,
+                "failed_logins": failures,
+                "locked_until": until.isoformat() if until else None,
             },
         },
     )

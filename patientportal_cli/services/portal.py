@@ -48,6 +48,7 @@ from patientportal_cli.services import access, audit, codes, outbox, passwords, 
 from patientportal_cli.services import credentials as credentials_mod
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.masking import mask_email
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.services.users import find_link
 from patientportal_cli.vocabulary import Action, CodeCheck
@@ -94,14 +95,6 @@ class CodeSent:
     minutes: int
     message_id: int  # the outbox row of the mail with the code
     attempt: str  # the login's attempt id: only it can try the code (not stored in clear)
-
-
-def mask_email(email: str) -> str:
-    """``s***@example.dk``: enough to recognise one's own address, not to read it."""
-    local, at, domain = email.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
 
 
 def _target(cpr: str) -> str:
