@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
@@ -26,6 +26,9 @@ LOCK_MINUTES = 15
 LOCK = timedelta(minutes=LOCK_MINUTES)
 STAFF = "staff"
 PATIENT = "patient"
+
+
+_UPDATED_AT = LoginThrottle.__table__.c.updated_at.type  # type: ignore[attr-defined]
 
 
 def key(kind: str, name: str) -> str:
@@ -41,13 +44,14 @@ def _utc(value: datetime | None) -> datetime | None:
 def _row(session: Session, kind: str, name: str) -> LoginThrottle:
     """The name's row, locked for this transaction (created when missing)."""
     digest = key(kind, name)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = LoginThrottle.__table__  # type: ignore[attr-defined]
+    # plain SQL that SQLite and PostgreSQL both take (as audit_head's upsert), so no
+    # dialect module is imported at start-up for it
     session.execute(
-        insert(table)
-        .values(key=digest, failures=0, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["key"])
+        text(
+            "INSERT INTO login_throttle (key, failures, updated_at) "
+            "VALUES (:key, 0, :at) ON CONFLICT (key) DO NOTHING"
+        ).bindparams(bindparam("at", type_=_UPDATED_AT)),
+        {"key": digest, "at": utcnow()},
     )
     row = session.exec(
         select(LoginThrottle)
