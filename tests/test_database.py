@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -189,15 +192,101 @@ def test_an_unknown_host_and_bad_urls(cli: Cli) -> None:
     )
 
 
-def test_the_database_password_comes_from_the_keyring(cli: Cli, home: Path, memory_keyring) -> None:  # noqa: ANN001
-    url = "postgresql+psycopg://pp@db.example:6432/pp"
-    assert engine_mod.get_engine(url, home).url.password is None
+class PasswordServer:
+    """A TCP server that speaks just enough of PostgreSQL's protocol to ask each client
+    for a (cleartext) password and refuse the one it gets; records what it was given."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.passwords: list[str | None] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self._one(conn)
+
+    def _one(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        while True:  # SSL/GSS requests are answered "N", then the startup message
+            size, code = struct.unpack("!ii", self._read(conn, 8))
+            self._read(conn, size - 8)
+            if code in (80877103, 80877104):
+                conn.sendall(b"N")
+                continue
+            break
+        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        head = conn.recv(5)
+        if len(head) < 5:  # the client had no password to give
+            self.passwords.append(None)
+            return
+        body = self._read(conn, struct.unpack("!i", head[1:])[0] - 4)
+        self.passwords.append(body.rstrip(b"\0").decode())
+        fields = b'SFATAL\0C28P01\0Mpassword authentication failed for user "pp"\0\0'
+        conn.sendall(b"E" + struct.pack("!i", len(fields) + 4) + fields)
+
+    @staticmethod
+    def _read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError
+            data += chunk
+        return data
+
+
+def test_the_database_password_comes_from_the_keyring_when_the_server_asks(
+    cli: Cli,
+    home: Path,
+    memory_keyring,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(home / "no-pgpass"))
+    server = PasswordServer()
+    url = f"postgresql+psycopg://pp@127.0.0.1:{server.port}/pp?sslmode=disable"
+    where = f"Error: Cannot connect to the PostgreSQL database 'pp' on 127.0.0.1:{server.port}: "
+    refused = f'connection failed: connection to server at "127.0.0.1", port {server.port} failed: '
+    set_it = " (set it with `patientportal config set db-password`)\n"
+    r = cli(["--db", url, "db", "current"], expect=1)
+    assert r.stderr == where + refused + "fe_sendauth: no password supplied" + set_it
+    assert server.passwords == [None]
+    assert engine_mod.get_engine(url, home).url.password is None  # none in the URL
+
     engine_mod.dispose_all()
     cli("config set db-password --value-stdin", input="Kode-ord-1\n")
-    assert engine_mod.get_engine(url, home).url.password == "Kode-ord-1"
-    engine_mod.dispose_all()
-    given = "postgresql+psycopg://pp:in-url@db.example/pp"  # a password in the URL wins
-    assert engine_mod.get_engine(given, home).url.password == "in-url"
+    r = cli(["--db", url, "db", "current"], expect=1)
+    assert r.stderr == (
+        where + refused + 'FATAL:  password authentication failed for user "pp"' + set_it
+    )
+    assert server.passwords == [None, None, "Kode-ord-1"]  # asked, then the keyring's
+
+    engine_mod.dispose_all()  # a password in the URL wins: the keyring is not read
+    given = f"postgresql+psycopg://pp:in-url@127.0.0.1:{server.port}/pp?sslmode=disable"
+    cli(["--db", given, "db", "current"], expect=1)
+    assert server.passwords[3:] == ["in-url"]
+
+
+def test_a_server_that_asks_no_password_never_loads_the_keyring(db_url: str, home: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from patientportal_cli.db import engine, migrate; "
+        "e = engine.get_engine(sys.argv[1], Path(sys.argv[2])); engine.ping(e, sys.argv[1]); "
+        "print(migrate.current(e), 'keyring' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, db_url, str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out == "None False\n"
 
 
 def test_a_password_echoed_by_the_server_is_hidden() -> None:

@@ -3,7 +3,10 @@
 SQLite: WAL, foreign keys on every connection, a busy timeout, and every transaction
 begins IMMEDIATE (one writer at a time, no deadlock-prone lock upgrades).
 PostgreSQL (``postgresql+psycopg://``): the password, when the URL has none, comes
-from the keyring (``patientportal config set db-password``) at connect time.
+from the keyring (``patientportal config set db-password``) at connect time, when the
+server asks for one: a server that lets the user in without (trust, peer, a
+``~/.pgpass`` or ``PGPASSWORD`` it accepts) never loads the keyring, whose backend
+discovery costs a command more than its whole database work.
 """
 
 from __future__ import annotations
@@ -129,20 +132,40 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _with_keyring_password(url: URL, home: Path) -> URL:
-    if url.get_backend_name() != "postgresql" or url.password:
-        return url
-    try:
-        password = keystore.get("db-password", home)
-    except KeyringUnavailable:
-        return url
-    return url.set(password=password) if password else url
+class _KeyringPassword:
+    """``do_connect``: connect as the URL says; when the server refuses for want of a
+    (right) password, take the keyring's db-password, if any, and connect with it (then
+    on every later connect of the engine). Without one the server's refusal stands."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.password: str | None = None
+
+    def __call__(
+        self, dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        if self.password is not None:
+            cparams["password"] = self.password
+            return None
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if "password" not in str(exc).lower():
+                raise
+            try:
+                password = keystore.get("db-password", self.home)
+            except KeyringUnavailable:
+                raise exc from None
+            if not password:
+                raise
+        self.password = cparams["password"] = password
+        return None  # SQLAlchemy connects with the keyring's password
 
 
 def get_engine(url: str, home: Path) -> Engine:
     if url in _engines:
         return _engines[url]
-    parsed = _with_keyring_password(parse_url(url), home)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and "mode" not in parsed.query:
             _private_sqlite_file(Path(parsed.database))
@@ -151,6 +174,8 @@ def get_engine(url: str, home: Path) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=False)
+        if not parsed.password:
+            event.listen(engine, "do_connect", _KeyringPassword(home))
     _engines[url] = engine
     return engine
 
