@@ -540,7 +540,7 @@ def service_calls(
     from sqlmodel import Session
 
     from patientportal_cli.db import engine as engine_mod
-    from patientportal_cli.services import audit, auth, patients, queue
+    from patientportal_cli.services import approvals, audit, auth, patients
 
     engine = engine_mod.get_engine(url, home)
     spy = Statements(engine)
@@ -564,7 +564,7 @@ def service_calls(
             assert len(rows) == min(50, f["largest"])
 
         def requests() -> None:
-            rows = queue.list_requests(session, actor=pend, status="pending")
+            rows = approvals.list_requests(session, actor=pend, status="pending")
             session.rollback()
             assert len(rows) == f["pending"], (len(rows), f["pending"])
 

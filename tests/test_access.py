@@ -1,4 +1,4 @@
-"""The login-method rule of services/access.py (docs/rules.md D1; R4, R5, R7).
+"""The login-method rule of services/login_rules.py (docs/rules.md D1; R4, R5, R7).
 
 The decision functions are pure: most cases run on unsaved model objects. The
 session-facing functions (``login_access``, ``two_factor_allowed``) run on both
@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from patientportal_cli.db.models import ClinicLink, PortalUser
-from patientportal_cli.services import access
+from patientportal_cli.services import login_rules
 from tests.conftest import Cli, Staff
 from tests.test_patients_support import db_session, link_of, users_with_cpr
 
@@ -41,18 +41,21 @@ def link(**kw: object) -> ClinicLink:
 def decide(
     u: PortalUser, li: ClinicLink | None, locked: datetime | None = None
 ) -> tuple[bool, str, str]:
-    d = access.two_factor_decision(u, li, now=T0, locked=locked)
+    d = login_rules.two_factor_decision(u, li, now=T0, locked=locked)
     return d.allowed, d.code, d.reason
 
 
 def test_not_linked_says_only_that() -> None:
     u = user(password_hash=None)
     assert decide(u, None, T0 + timedelta(minutes=5)) == (False, "not_linked", "not linked here")
-    assert access.mitid_decision(None).as_dict() == {"allowed": False, "reason": "not linked here"}
+    assert login_rules.mitid_decision(None).as_dict() == {
+        "allowed": False,
+        "reason": "not linked here",
+    }
 
 
 def test_mitid_allowed_for_every_linked_user() -> None:
-    d = access.mitid_decision(link())
+    d = login_rules.mitid_decision(link())
     assert d.allowed is True and d.code == "ok"
 
 
@@ -128,19 +131,22 @@ def test_session_functions_on_the_database(cli: Cli, staff: Staff, db_url: str, 
         nord = link_of(s, "0102031234", "NORD")
         assert nord is not None
         syd_id = nord.clinic_id + 1
-        result = access.login_access(s, clinic_id=nord.clinic_id, user=u).as_row()
+        result = login_rules.login_access(s, clinic_id=nord.clinic_id, user=u).as_row()
         assert list(result) == ["mitid", "two_factor"]
         assert result["mitid"] == {
             "allowed": True,
             "reason": "linked here; a MitID login also records the verification",
         }
         assert result["two_factor"]["allowed"] is False
-        assert access.two_factor_allowed(s, clinic_id=syd_id, user=u) == (False, "not linked here")
+        assert login_rules.two_factor_allowed(s, clinic_id=syd_id, user=u) == (
+            False,
+            "not linked here",
+        )
         u.password_hash = "x"
         nord.no_mitid = True
         s.add_all([u, nord])
         s.commit()
-        assert access.two_factor_allowed(s, clinic_id=nord.clinic_id, user=u) == (
+        assert login_rules.two_factor_allowed(s, clinic_id=nord.clinic_id, user=u) == (
             True,
             "the no-MitID flag is set here",
         )

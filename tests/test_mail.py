@@ -24,7 +24,7 @@ from patientportal_cli.cli.common import STATE
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import Clinic, Outbox
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import delivery, mailtexts
+from patientportal_cli.services.mail import delivery, texts
 from tests.smtp_server import Received, SmtpServer, _free_port
 
 RETRY = "run `patientportal mail send`."
@@ -93,16 +93,14 @@ def state(db_url: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- the texts ------------------------------------------------------------------------
 ALL_TEXTS = [
-    mailtexts.activation(name="Åse Ørsted", clinic_name="Lægehuset Nord", code="ABCD-EFGH"),
-    mailtexts.security_code(name="Åse Ørsted", code="123456"),
-    mailtexts.registered(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
-    mailtexts.request_received(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
-    mailtexts.request_approved(
-        name="Åse Ørsted", clinic_name="Lægehuset Nord", services=["booking"]
-    ),
-    mailtexts.request_rejected(name="Åse Ørsted", clinic_name="Lægehuset Nord", reason="Nej"),
-    mailtexts.no_mitid_set(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
-    mailtexts.no_mitid_cleared(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
+    texts.activation(name="Åse Ørsted", clinic_name="Lægehuset Nord", code="ABCD-EFGH"),
+    texts.security_code(name="Åse Ørsted", code="123456"),
+    texts.registered(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
+    texts.request_received(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
+    texts.request_approved(name="Åse Ørsted", clinic_name="Lægehuset Nord", services=["booking"]),
+    texts.request_rejected(name="Åse Ørsted", clinic_name="Lægehuset Nord", reason="Nej"),
+    texts.no_mitid_set(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
+    texts.no_mitid_cleared(name="Åse Ørsted", clinic_name="Lægehuset Nord"),
 ]
 
 
@@ -117,7 +115,7 @@ def test_every_text_is_polite_signed_and_one_line_subject(text: tuple[str, str])
 
 
 def test_activation_text() -> None:
-    subject, body = mailtexts.activation(
+    subject, body = texts.activation(
         name="Åse", clinic_name="Lægehuset Nord", code="ABCD-EFGH", clinic_code="NORD"
     )
     assert subject == "Din bruger på Patientportalen – aktiveringskode"
@@ -127,62 +125,62 @@ def test_activation_text() -> None:
     assert "patientportal portal activate DIT-CPR-NUMMER --clinic NORD --code ABCD-EFGH" in body
     assert "mindst 8 tegn" in body
     assert body.endswith("Venlig hilsen\nLægehuset Nord\n")
-    one_day = mailtexts.activation(name="Å", clinic_name="K", code="X", valid_days=1)[1]
+    one_day = texts.activation(name="Å", clinic_name="K", code="X", valid_days=1)[1]
     assert "gyldig i 1 dag og" in one_day
 
 
 def test_security_code_text() -> None:
-    subject, body = mailtexts.security_code(name="Åse", code="042042")
+    subject, body = texts.security_code(name="Åse", code="042042")
     assert subject == "Din sikkerhedskode til Patientportalen"
     assert "sikkerhedskode til to-faktor-login" in body
     assert "\n    042042\n" in body
     assert re.findall(r"\b\d{6}\b", body) == ["042042"]  # the only 6-digit number
     assert "gyldig i 10 minutter og kan kun bruges én gang" in body
     assert body.endswith("Venlig hilsen\nPatientportalen\n")
-    signed = mailtexts.security_code(name="Åse", code="1", minutes=1, clinic_name="Nord")[1]
+    signed = texts.security_code(name="Åse", code="1", minutes=1, clinic_name="Nord")[1]
     assert "gyldig i 1 minut og" in signed and signed.endswith("Venlig hilsen\nNord\n")
 
 
 def test_registration_texts() -> None:
-    subject, body = mailtexts.registered(name="Åse", clinic_name="Nord")
+    subject, body = texts.registered(name="Åse", clinic_name="Nord")
     assert subject == "Du er nu tilknyttet Nord på Patientportalen"
     assert "Du er nu oprettet som bruger på Patientportalen og tilknyttet Nord." in body
     assert "Ved første login kræves verificering med MitID" in body
 
-    subject, body = mailtexts.request_received(name="Åse", clinic_name="Nord")
+    subject, body = texts.request_received(name="Åse", clinic_name="Nord")
     assert subject == "Vi har modtaget din anmodning – Nord"
     assert "afventer nu godkendelse af en læge" in body
 
-    subject, body = mailtexts.request_approved(
+    subject, body = texts.request_approved(
         name="Åse", clinic_name="Nord", services=["prescription-renewal", "e-consultation"]
     )
     assert subject == "Din anmodning er godkendt – Nord"
     assert "Du har adgang til:\n  - E-konsultation\n  - Receptfornyelse\n" in body
-    none = mailtexts.request_approved(name="Åse", clinic_name="Nord", services=[])[1]
+    none = texts.request_approved(name="Åse", clinic_name="Nord", services=[])[1]
     assert "endnu ikke givet adgang til nogen funktioner" in none
 
-    subject, body = mailtexts.request_rejected(
+    subject, body = texts.request_rejected(
         name="Åse", clinic_name="Nord", reason="Du bor uden for\nvores område [bold]"
     )
     assert subject == "Svar på din anmodning – Nord"
     assert "er desværre ikke blevet godkendt" in body
     assert "Begrundelse: Du bor uden for\nvores område [bold]\n" in body  # as entered
-    without = mailtexts.request_rejected(name="Åse", clinic_name="Nord", reason=None)[1]
+    without = texts.request_rejected(name="Åse", clinic_name="Nord", reason=None)[1]
     assert "Begrundelse" not in without
 
 
 def test_no_mitid_texts() -> None:
-    subject, body = mailtexts.no_mitid_set(name="Åse", clinic_name="Nord")
+    subject, body = texts.no_mitid_set(name="Åse", clinic_name="Nord")
     assert subject == "Login uden MitID hos Nord"
     assert "Nord har registreret, at du ikke har MitID." in body
     assert "to-faktor-login" in body and "sikkerhedskode" in body
-    subject, body = mailtexts.no_mitid_cleared(name="Åse", clinic_name="Nord")
+    subject, body = texts.no_mitid_cleared(name="Åse", clinic_name="Nord")
     assert subject == "MitID kræves ved næste login hos Nord"
     assert "ved dit næste login" in body.lower() and "verificere dig med MitID" in body
 
 
 def test_subject_never_breaks_a_header() -> None:
-    subject, body = mailtexts.registered(name="Åse", clinic_name="Nord\r\nBcc: x@evil.example")
+    subject, body = texts.registered(name="Åse", clinic_name="Nord\r\nBcc: x@evil.example")
     assert subject == "Du er nu tilknyttet Nord Bcc: x@evil.example på Patientportalen"
     msg = delivery.build_message(sender="a@b.dk", recipient=TO, subject=subject, body=body)
     assert msg["Bcc"] is None
@@ -281,7 +279,7 @@ def test_smtp_delivery_refusal_and_retry(
 ) -> None:
     use_smtp(cli, smtp_server.port)
     sent_line = f"Sent 1 e-mail (SMTP server 127.0.0.1:{smtp_server.port}).\n"
-    subject, body = mailtexts.security_code(name="Åse [bold]Ørsted[/bold]", code="654321")
+    subject, body = texts.security_code(name="Åse [bold]Ørsted[/bold]", code="654321")
     enqueue(db_url, home, subject=subject, body=body)
     assert cli("mail send").stderr == sent_line
     [msg] = smtp_server.messages

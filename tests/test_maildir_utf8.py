@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from patientportal_cli.services import delivery
+from patientportal_cli.services.mail import delivery
 from tests.conftest import Cli, Staff
 from tests.smtp_server import Received, SmtpServer, _free_port
 from tests.test_import_support import DANES

@@ -15,7 +15,8 @@ import pytest
 from sqlmodel import col, select
 
 from patientportal_cli.db.models import OneTimeCode
-from patientportal_cli.services import mailtexts, throttle
+from patientportal_cli.services import throttle
+from patientportal_cli.services.mail import texts
 from tests.conftest import Cli, Staff
 from tests.test_patients_support import (
     Inbox,
@@ -545,10 +546,10 @@ def test_reset_password_dry_run(cli: Cli, staff: Staff, db_url: str, home: Path)
 
 def test_activation_text_keeps_its_old_arguments() -> None:
     args = {"name": "Ida", "clinic_name": "Nordklinikken", "valid_days": 7, "clinic_code": "NORD"}
-    subject, body = mailtexts.render("activation", args, "ABCD-EFGH-JKLM-NPQR")
+    subject, body = texts.render("activation", args, "ABCD-EFGH-JKLM-NPQR")
     assert subject == "Din bruger på Patientportalen – aktiveringskode"
     assert "har oprettet dig som bruger" in body and "nulstil" not in body
-    subject, body = mailtexts.render("activation", {**args, "reset": True}, "ABCD-EFGH-JKLM-NPQR")
+    subject, body = texts.render("activation", {**args, "reset": True}, "ABCD-EFGH-JKLM-NPQR")
     assert subject == "Din adgangskode til Patientportalen er nulstillet – aktiveringskode"
     assert "ABCD-EFGH-JKLM-NPQR" in body and "oprettet" not in body
 

@@ -11,7 +11,7 @@ from prompt_toolkit.output import DummyOutput
 
 from patientportal_cli import prompts
 from patientportal_cli.errors import Forbidden
-from patientportal_cli.services import auth, queue
+from patientportal_cli.services import approvals, auth
 from tests.conftest import Cli, Staff
 from tests.test_queue_support import (
     add_doctor,
@@ -131,10 +131,10 @@ def test_settle_pending_approves_for_a_doctor(
     with db(db_url, home) as session:
         anna = auth.resolve(session, token=staff.login("anna"), clinic_code="NORD")
         with pytest.raises(Forbidden):
-            queue.settle_pending(session, actor=anna, decision="approve", reason=None)
+            approvals.settle_pending(session, actor=anna, decision="approve", reason=None)
         session.rollback()
         bo = auth.resolve(session, token=staff.login("bo"), clinic_code="NORD")
-        assert queue.settle_pending(session, actor=bo, decision="approve", reason="x") == 2
+        assert approvals.settle_pending(session, actor=bo, decision="approve", reason="x") == 2
         session.commit()
         assert [(q.status, q.reason) for q in requests(session)] == [
             ("approved", None),
@@ -144,7 +144,7 @@ def test_settle_pending_approves_for_a_doctor(
             ("0102031234", "e-consultation,prescription-renewal"),
             ("0203042345", ""),
         ]
-        assert queue.settle_pending(session, actor=bo, decision="reject", reason=None) == 0
+        assert approvals.settle_pending(session, actor=bo, decision="reject", reason=None) == 0
 
 
 def test_on_a_terminal_it_asks(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:

@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import Outbox
 from patientportal_cli.errors import AlreadyDecided
-from patientportal_cli.services import auth, queue
+from patientportal_cli.services import approvals, auth
 from tests.conftest import Cli, Staff
 from tests.test_queue_support import (
     add_doctor,
@@ -113,11 +113,11 @@ def test_second_doctor_waits_for_the_first_and_is_told_who_decided(
     outcome: dict[str, Any] = {}
 
     def doctor_a() -> None:
-        outcome["a"] = queue.approve(session_a, actor=bo, request_id=1)
+        outcome["a"] = approvals.approve(session_a, actor=bo, request_id=1)
 
     def doctor_b() -> None:
         try:
-            outcome["b"] = queue.reject(session_b, actor=cy, request_id=1, reason="late")
+            outcome["b"] = approvals.reject(session_b, actor=cy, request_id=1, reason="late")
         except AlreadyDecided as exc:
             outcome["b"] = exc
 
@@ -172,7 +172,7 @@ def test_mode_change_skips_a_request_a_doctor_is_deciding(
     outcome: dict[str, Any] = {}
 
     a = threading.Thread(
-        target=lambda: outcome.update(a=queue.approve(session_a, actor=bo, request_id=1))
+        target=lambda: outcome.update(a=approvals.approve(session_a, actor=bo, request_id=1))
     )
     a.start()
     assert held.reached.wait(GUARD_SECONDS)

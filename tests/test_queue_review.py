@@ -135,7 +135,7 @@ def test_a_request_decided_by_someone_else_meanwhile(
     add_doctor(staff, "bo", login=False)
     cy_token = staff.login("cy")
     staff.login("bo")
-    from patientportal_cli.services import auth, queue
+    from patientportal_cli.services import approvals, auth
 
     real_select = prompts.select
 
@@ -143,7 +143,7 @@ def test_a_request_decided_by_someone_else_meanwhile(
         with db(db_url, home) as session:
             cy = auth.resolve(session, token=cy_token, clinic_code="NORD")
             for request_id in (1, 2):
-                queue.reject(session, actor=cy, request_id=request_id, reason=None)
+                approvals.reject(session, actor=cy, request_id=request_id, reason=None)
         monkeypatch.setattr(prompts, "select", real_select)
         return "approve"
 

@@ -243,7 +243,7 @@ def test_migration_0003_keeps_queued_text_and_empties_sent_bodies(
         session.commit()
     # a message from before the upgrade is delivered with its text, by any clinic's
     # holder of the installation-wide right (it has no clinic)
-    from patientportal_cli.services import delivery
+    from patientportal_cli.services.mail import delivery
 
     with Session(engine) as session:
         settings = delivery.MailSettings(maildir=home / "maildir")

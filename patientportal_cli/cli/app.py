@@ -8,22 +8,22 @@ from typing import Annotated
 import typer
 
 from patientportal_cli.cli import (
+    approvals,
     audit,
+    auth,
     clinic,
     config,
     db,
     demo,
     mail,
     nomitid,
-    patient,
-    patient_import,  # noqa: F401  (adds the command `patient import`)
+    patient_import,
+    patients,
     portal,
-    registration,  # noqa: F401  (adds the command `portal register`)
-    requests,
-    session,
+    registration,
     staff,
 )
-from patientportal_cli.cli.common import STATE
+from patientportal_cli.cli.common import STATE, command
 from patientportal_cli.cli.completion import complete_clinic
 
 HELP = """Administer patients' logins on the Patientportal.
@@ -102,18 +102,25 @@ def private_files(ctx: typer.Context) -> None:
     files.sweep_spools(here)
 
 
-session.register(app)
-demo.register(app)
+# Every command and group is registered here. A group module declares its own commands
+# with ``@command(app, ...)``; commands kept in a module of their own are added below.
+command(app, "init")(auth.init)
+command(app, "login")(auth.login)
+command(app, "logout")(auth.logout)
+command(app, "whoami")(auth.whoami)
+command(app, "demo")(demo.demo)
+command(patients.app, "import")(patient_import.import_)
+command(portal.app, "register")(registration.register)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")
 app.add_typer(staff.app, name="staff")
 app.add_typer(audit.app, name="audit")
-app.add_typer(patient.app, name="patient")
+app.add_typer(patients.app, name="patient")
 app.add_typer(nomitid.app, name="no-mitid")
 app.add_typer(mail.app, name="mail")
 app.add_typer(portal.app, name="portal")
-app.add_typer(requests.app, name="requests")
+app.add_typer(approvals.app, name="requests")
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ def set_registration(
         ):
             session.rollback()  # no open transaction while the person answers
             choices = [("keep", "Keep them in the queue"), ("reject", "Reject them")]
-            if actor.has_role("doctor"):  # approving needs a doctor (services/queue.py)
+            if actor.has_role("doctor"):  # approving needs a doctor (services/approvals.py)
                 choices.append(("approve", "Approve them"))
             choice = prompts.select(
                 f"{waiting} request(s) are pending. What should happen to them?",

@@ -3,7 +3,7 @@
 Completion runs on every TAB, so this module is cheap to import (typer and the standard
 library only; tests/test_startup_imports.py checks it). A completer that needs the
 database reads it through ``read_only_session`` and asks the services the same questions
-commands ask (``auth.resolve`` for who is acting where, ``queue.pending_ids``,
+commands ask (``auth.resolve`` for who is acting where, ``approvals.pending_ids``,
 ``clinics.codes_starting``, ``staff.usernames_starting``); the heavy imports happen only
 then. A completer never prints an error: on any failure it offers nothing.
 
@@ -115,7 +115,7 @@ def complete_request(ctx: typer.Context, incomplete: str) -> list[str]:
 
     def fetch(session: Session) -> list[int]:
         from patientportal_cli.cli.common import config, session_token
-        from patientportal_cli.services import auth, queue
+        from patientportal_cli.services import approvals, auth
 
         root = ctx.find_root().params
         code = ctx.params.get("clinic_code") or root.get("clinic_code")
@@ -125,7 +125,7 @@ def complete_request(ctx: typer.Context, incomplete: str) -> list[str]:
         )
         if actor.clinic_id is None:
             return []
-        ids = queue.pending_ids(session, clinic_id=actor.clinic_id)
+        ids = approvals.pending_ids(session, clinic_id=actor.clinic_id)
         return [i for i in ids if str(i).startswith(incomplete)]
 
     return _from_database(ctx, fetch)

@@ -33,12 +33,6 @@ PENDING = [
 OPEN = [("220901-4567", "Tove Ærtebjerg", "tove.aertebjerg@example.dk")]
 
 
-def register(app: typer.Typer) -> None:
-    from patientportal_cli.cli.common import command
-
-    command(app, "demo")(demo)
-
-
 def demo_home() -> Path:
     from platformdirs import user_config_dir
 

@@ -26,7 +26,7 @@ from patientportal_cli.cli.common import (
 
 if TYPE_CHECKING:
     from patientportal_cli.output import Output
-    from patientportal_cli.services.delivery import MailSettings
+    from patientportal_cli.services.mail.delivery import MailSettings
 
 app = typer.Typer(
     help="Patient e-mail: the outbox queue, retrying delivery, and a test message.",
@@ -39,7 +39,7 @@ RETRY_HINT = "run `patientportal mail send`."
 def mail_settings() -> MailSettings:
     """The delivery settings from config.toml (and the keyring, only when logging in)."""
     from patientportal_cli import keystore
-    from patientportal_cli.services import delivery
+    from patientportal_cli.services.mail import delivery
 
     cfg = config()
     here = home()
@@ -83,7 +83,7 @@ def send_queued(
     the messages queued and prints one warning line on stderr (unless ``quiet``: then
     the caller reports the failure itself from the returned count).
     """
-    from patientportal_cli.services import delivery
+    from patientportal_cli.services.mail import delivery
 
     output = output or out()
     try:
@@ -127,7 +127,7 @@ QUEUE_COLUMNS = [
 @command(app, "queue")
 def queue(fmt: OutputOpt = Fmt.table) -> None:
     """List this clinic's e-mails waiting to be sent, with their last error."""
-    from patientportal_cli.services import outbox
+    from patientportal_cli.services.mail import outbox
 
     output = out(fmt)
     with staff_session(output) as (session, actor):
@@ -141,7 +141,7 @@ def queue(fmt: OutputOpt = Fmt.table) -> None:
 def send() -> None:
     """Deliver this clinic's queued e-mail now (exit 1 if any still fails)."""
     from patientportal_cli.errors import MailError
-    from patientportal_cli.services import delivery
+    from patientportal_cli.services.mail import delivery
 
     output = out()
     settings = mail_settings()
@@ -164,12 +164,13 @@ def test(
     address: Annotated[str, typer.Argument(help="Where to send the test message.")],
 ) -> None:
     """Send a test message now through the configured transport (not via the queue)."""
-    from patientportal_cli.services import contact, delivery, mailtexts
+    from patientportal_cli.services import contact
+    from patientportal_cli.services.mail import delivery, texts
 
     with staff_session() as (_session, _actor):
         pass  # a staff login is required; the message itself does not touch the database
     recipient = contact.normalize_email(address)
     settings = mail_settings()
-    subject, body = mailtexts.transport_test()
+    subject, body = texts.transport_test()
     delivery.send_now(settings=settings, to=recipient, subject=subject, body=body)
     out().success(f"Test e-mail sent to {recipient} ({settings.describe()}).")

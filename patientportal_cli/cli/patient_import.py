@@ -17,12 +17,10 @@ from patientportal_cli.cli.common import (
     Fmt,
     OutputOpt,
     YesOpt,
-    command,
     home,
     out,
     staff_session,
 )
-from patientportal_cli.cli.patient import app
 from patientportal_cli.services.importing import BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -40,7 +38,6 @@ PLAN_LINES = [
 ]
 
 
-@command(app, "import")
 def import_(
     file: Annotated[
         str,

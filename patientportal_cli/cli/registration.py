@@ -1,7 +1,6 @@
 """portal register: online self-registration under the clinic's registration mode (R2).
 
-Adds the ``register`` command to the ``portal`` group (``cli/app.py`` imports this
-module so that the command is registered).
+The command belongs to the ``portal`` group; ``cli/app.py`` registers it there.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ from patientportal_cli.cli.common import (
     STATE,
     ClinicOpt,
     PasswordStdinOpt,
-    command,
     database,
     get_password,
     out,
 )
-from patientportal_cli.cli.portal import app
 
 
 class Login(StrEnum):
@@ -35,7 +32,6 @@ def _ask(value: str | None, message: str, flag: str, what: str) -> str:
     return prompts.text(message, flag=flag, what=what)
 
 
-@command(app, "register")
 def register(
     cpr: Annotated[str, typer.Argument(help="The patient's CPR number (DDMMYY-SSSS).")],
     clinic_code: ClinicOpt = None,

@@ -114,7 +114,7 @@ def set_registration(
 ) -> tuple[Clinic, str, int]:
     """Change the registration mode. Returns (clinic, old mode, pending requests handled).
 
-    Pending requests are handled by ``services.queue.settle_pending`` when ``pending`` is
+    Pending requests are handled by ``services.approvals.settle_pending`` when ``pending`` is
     reject or approve; with pending requests and no choice, ``MissingInput``.
     """
     mode = catalog.check_mode(mode)
@@ -131,9 +131,9 @@ def set_registration(
     if waiting and pending is None:
         raise MissingInput("--pending", f"choice for the {waiting} pending request(s)")
     if waiting and pending in ("reject", "approve"):
-        from patientportal_cli.services import queue
+        from patientportal_cli.services import approvals
 
-        handled = queue.settle_pending(session, actor=actor, decision=pending, reason=reason)
+        handled = approvals.settle_pending(session, actor=actor, decision=pending, reason=reason)
     clinic.registration_mode = mode
     session.add(clinic)
     audit.record(

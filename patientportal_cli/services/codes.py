@@ -19,7 +19,7 @@ the code back faster than guessing it online would:
   10^6 argon2 hashes, far longer than the 10 minutes the code lives
   (``benchmarks/code_guessing.py`` measures it).
 
-Codes are made when their e-mail is delivered (``services/delivery.py``), never stored
+Codes are made when their e-mail is delivered (``services/mail/delivery.py``), never stored
 in clear, not even in the outbox.
 """
 

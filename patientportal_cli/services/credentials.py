@@ -2,7 +2,7 @@
 
 Anyone who knows a CPR number can self-register it with a password and an e-mail of
 their choosing. Those credentials are usable for two-factor login only once they are
-vouched for (``services/access.py``):
+vouched for (``services/login_rules.py``):
 
 - a clinic created the user (``services/users.py``, the import): the clinic typed the
   e-mail, and the password is chosen with an activation code sent to it;
@@ -29,8 +29,9 @@ from sqlmodel import Session
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput
-from patientportal_cli.services import audit, outbox, passwords
+from patientportal_cli.services import audit, passwords
 from patientportal_cli.services.contact import normalize_email
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_email
 from patientportal_cli.vocabulary import Action
 

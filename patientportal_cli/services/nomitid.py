@@ -1,16 +1,19 @@
 """The "Patienten har ikke MitID" flag on a patient's link to a clinic (R4, R6, R7, R8).
 
+This module sets and clears the flag. What the flag allows at login is decided in
+``services/login_rules.py`` (``two_factor_decision``), applied by ``services/portal.py``.
+
 - Setting the flag lets the patient log in at this clinic with two-factor login (R4). It
   makes the clinic responsible that the e-mail address belongs to the patient or to a
   person with power of attorney (fuldmagt), so it needs that explicit confirmation (R6).
   The address confirmed is the portal user's e-mail, the one the security codes are
   sent to; it also vouches for credentials chosen at self-registration
-  (``portal_user.credentials_vouched_at``, see ``services/access.py``). Who confirmed,
+  (``portal_user.credentials_vouched_at``, see ``services/login_rules.py``). Who confirmed,
   when, and which address are stored on the link and in the audit log.
 - Clearing the flag sets ``mitid_required_after`` to now: two-factor login at this clinic
   is refused until the patient has verified with MitID again (R7). The old confirmation
   is cleared with the flag (the audit log keeps it).
-- The patient is told by e-mail either way (Danish texts in ``mailtexts``).
+- The patient is told by e-mail either way (Danish texts in ``services/mail/texts.py``).
 - Setting a flag that is set, or clearing one that is not, changes nothing (exit 0 with
   a message in the CLI; no audit event, no mail).
 """
@@ -27,8 +30,9 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, MissingInput
-from patientportal_cli.services import audit, outbox
+from patientportal_cli.services import audit
 from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import (
     PatientFacts,

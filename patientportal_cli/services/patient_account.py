@@ -44,9 +44,10 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import audit, codes, nomitid, outbox, throttle
+from patientportal_cli.services import audit, codes, nomitid, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_email
 from patientportal_cli.services.users import current_clinic, lookup, target
 from patientportal_cli.vocabulary import Action

@@ -43,18 +43,18 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput, NotFound, Refused
 from patientportal_cli.services import (
-    access,
     accesslog,
     audit,
     catalog,
+    login_rules,
     nomitid,
-    outbox,
     throttle,
     users,
 )
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_cpr
 from patientportal_cli.services.users import (
     CREATE_HINT,
@@ -421,7 +421,7 @@ def record(
         email_owner_confirmed_email=link_row.email_owner_confirmed_email,
         mitid_required_after=link_row.mitid_required_after,
         failed_logins=throttle.failures(session, kind=throttle.PATIENT, name=user.cpr),
-        locked_until=access.locked_until(session, user),
+        locked_until=login_rules.locked_until(session, user),
         created_at=user.created_at,
     )
 
@@ -438,8 +438,8 @@ def show(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> Pat
     return row
 
 
-def login_access(session: Session, *, actor: Actor, cpr: str) -> access.LoginAccess:
-    """``access.login_access`` for a CPR at this clinic. A user not linked here gets
+def login_access(session: Session, *, actor: Actor, cpr: str) -> login_rules.LoginAccess:
+    """``login_rules.login_access`` for a CPR at this clinic. A user not linked here gets
     "not linked here" (a user exists); no user at all: NotFound. Audited
     (``patient.access``, with whether the user is linked here)."""
     number = normalize_cpr(cpr)
@@ -448,7 +448,7 @@ def login_access(session: Session, *, actor: Actor, cpr: str) -> access.LoginAcc
     if user is None:
         raise not_a_patient(number, clinic, user_exists=False)
     assert clinic.id is not None
-    result = access.login_access(session, clinic_id=clinic.id, user=user)
+    result = login_rules.login_access(session, clinic_id=clinic.id, user=user)
     linked = result.mitid.allowed  # MitID works exactly where the user is linked
     accesslog.looked_up(
         session, actor=actor, action=Action.PATIENT_ACCESS, cpr=number, details={"linked": linked}

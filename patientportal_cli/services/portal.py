@@ -11,7 +11,7 @@ actor ``patient``, the clinic's code and target ``cpr:<number>``:
 - ``start_two_factor``: CPR + password, then a 6-digit security code is e-mailed
   (10 minutes, single use) for this login only: the caller gets an attempt id, and the
   code can be tried only with it. Allowed only under the rule of docs/rules.md D1
-  (``services.access.two_factor_allowed``); otherwise the Danish message of R5.
+  (``services.login_rules.two_factor_allowed``); otherwise the Danish message of R5.
 - ``verify_code``: the attempt id and the security code; ends the login.
 
 Lock (``services/throttle.py``, kind ``patient``, name the 10-digit CPR number): every
@@ -44,10 +44,11 @@ from sqlmodel import Session, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
-from patientportal_cli.services import access, audit, codes, outbox, passwords, throttle
+from patientportal_cli.services import audit, codes, login_rules, passwords, throttle
 from patientportal_cli.services import credentials as credentials_mod
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_email
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.services.users import find_link
@@ -358,7 +359,7 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
         )
     # The password was right; the count goes on until the code is too (see the module).
     assert clinic.id is not None and user.id is not None
-    allowed, why = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
+    allowed, why = login_rules.two_factor_allowed(session, clinic_id=clinic.id, user=user)
     if not allowed:
         raise _refused(
             session,
@@ -454,7 +455,7 @@ def verify_code(
     if row.clinic_id is not None and row.clinic_id != clinic.id:
         raise failed(CODE_NOT_VALID, "other_clinic")
     assert user.id is not None and clinic.id is not None
-    allowed, why = access.two_factor_allowed(session, clinic_id=clinic.id, user=user)
+    allowed, why = login_rules.two_factor_allowed(session, clinic_id=clinic.id, user=user)
     if not allowed:
         raise _refused(
             session,

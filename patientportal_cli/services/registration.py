@@ -5,7 +5,7 @@
 - mode ``none``: refused with a Danish message telling the patient to contact the
   clinic; nothing is stored, nothing is audited, no mail.
 - mode ``approval``: a pending ``RegistrationRequest`` in the clinic's queue (a doctor
-  decides it, ``services/queue.py``); e-mail ``request_received``. A second registration
+  decides it, ``services/approvals.py``); e-mail ``request_received``. A second registration
   for the same CPR at the same clinic while one is pending is refused, not duplicated.
 - mode ``open``: the user is created (origin ``self``) or, when the CPR already has a
   user, that user is linked (R1: never a second user); services granted = requested ∩
@@ -23,7 +23,7 @@ A self-registration acts only for the person who proves to be the patient:
   the clinic's patient until a doctor approves.
 - A new user chooses a password and gives an e-mail (policy checked, stored hashed: on
   the request until a doctor approves it, then moved to the new user). They are
-  usable for two-factor login only once vouched for (``services/access.py``): at once
+  usable for two-factor login only once vouched for (``services/login_rules.py``): at once
   when the registration was made inside a MitID login, else when the patient confirms
   them inside a MitID login later or a clinic sets the no-MitID flag.
 
@@ -46,10 +46,11 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, PortalUser, RegistrationRequest
 from patientportal_cli.errors import Conflict, MissingInput, Refused
-from patientportal_cli.services import audit, catalog, outbox, passwords, users
+from patientportal_cli.services import audit, catalog, passwords, users
 from patientportal_cli.services.auth import find_clinic
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.mitid import MitIdBroker
 from patientportal_cli.vocabulary import Action, RequestStatus
 

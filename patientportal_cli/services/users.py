@@ -62,7 +62,7 @@ def get_or_create_user(
     A user a clinic creates (origin ``clinic``) has vouched-for credentials at once (the
     clinic typed the e-mail); a self-registered one only from ``vouched_at`` (given when
     the registration was made inside a MitID login), else not until the patient confirms
-    them in a MitID login or a clinic sets the no-MitID flag (``services/access.py``).
+    them in a MitID login or a clinic sets the no-MitID flag (``services/login_rules.py``).
     """
     existing = find_user(session, cpr)
     if existing is not None:

@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import AuditEvent, LinkHistory, OneTimeCode, Outbox
-from patientportal_cli.services import audit, codes, mailtexts
+from patientportal_cli.services import audit, codes
 from patientportal_cli.services.audit import encode_json_string
 from patientportal_cli.services.importing import bulk
 from patientportal_cli.services.importing.bulk import Writer
@@ -52,6 +52,7 @@ from patientportal_cli.services.importing.plan import (
     Row,
     classify,
 )
+from patientportal_cli.services.mail import texts
 from patientportal_cli.services.nomitid import STATEMENT
 from patientportal_cli.vocabulary import Action
 
@@ -374,7 +375,7 @@ def _intent(ctx: Any, template: str) -> Callable[[str], tuple[str, str, str]]:
     args: dict[str, Any] = {"name": _MARK_NAME, "clinic_name": ctx.clinic_name}
     if template == "activation":
         args.update(valid_days=codes.LIFETIME[codes.ACTIVATION].days, clinic_code=ctx.clinic_code)
-    subject, _ = mailtexts.render(template, args)
+    subject, _ = texts.render(template, args)
     pattern = json.dumps(args, ensure_ascii=False, sort_keys=True)
     head, _, tail = pattern.partition(encode_json_string(_MARK_NAME))
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from patientportal_cli.output import Output
-    from patientportal_cli.services.queue import Decision, RequestInfo
+    from patientportal_cli.services.approvals import RequestInfo, ReviewOutcome
 
 app = typer.Typer(
     help="The approval queue: online self-registrations waiting for a doctor.",
@@ -82,7 +82,7 @@ def _services(names: list[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def _approved_text(d: Decision) -> str:
+def _approved_text(d: ReviewOutcome) -> str:
     from patientportal_cli.output import mask_cpr
 
     who = mask_cpr(d.cpr)
@@ -98,7 +98,7 @@ def _approved_text(d: Decision) -> str:
     return f"Request {d.request_id} approved: {what}; services: {_services(d.services)}."
 
 
-def _rejected_text(d: Decision) -> str:
+def _rejected_text(d: ReviewOutcome) -> str:
     mailed = "the reason was e-mailed" if d.reason else "the patient was e-mailed (no reason)"
     return f"Request {d.request_id} rejected: {mailed}."
 
@@ -118,11 +118,13 @@ def list_(
     or a new one is created; "Linked before" marks a CPR this clinic linked before and
     unlinked since.
     """
-    from patientportal_cli.services import queue
+    from patientportal_cli.services import approvals
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        rows = [request_row(i) for i in queue.list_requests(session, actor=actor, status=status)]
+        rows = [
+            request_row(i) for i in approvals.list_requests(session, actor=actor, status=status)
+        ]
         what = "" if status is Status.all else f"{status.value} "
         output.rows(
             rows,
@@ -139,11 +141,11 @@ def show(
     clinic_code: ClinicOpt = None,
 ) -> None:
     """One registration request, and what approving it would grant."""
-    from patientportal_cli.services import queue
+    from patientportal_cli.services import approvals
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        info = queue.get_request(session, actor=actor, request_id=request_id)
+        info = approvals.get_request(session, actor=actor, request_id=request_id)
         row = request_row(info)
         row["grant_by_default"] = info.grantable
         output.record(row, title=f"Registration request {request_id}")
@@ -187,10 +189,10 @@ def approve(
     A CPR number that already has a portal user is linked (no second user; its password
     is kept). Exit 1 when a request was already decided (by whom and when is told).
     """
-    from patientportal_cli.services import queue
+    from patientportal_cli.services import approvals
 
-    def decide(session: Session, actor: Any, request_id: int) -> Decision:
-        return queue.approve(session, actor=actor, request_id=request_id, services=services)
+    def decide(session: Session, actor: Any, request_id: int) -> ReviewOutcome:
+        return approvals.approve(session, actor=actor, request_id=request_id, services=services)
 
     _decide_each(request_ids, clinic_code, decide, _approved_text)
 
@@ -204,10 +206,10 @@ def reject(
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Reject requests (doctors only); the patient is e-mailed, with the reason if given."""
-    from patientportal_cli.services import queue
+    from patientportal_cli.services import approvals
 
-    def decide(session: Session, actor: Any, request_id: int) -> Decision:
-        return queue.reject(session, actor=actor, request_id=request_id, reason=reason)
+    def decide(session: Session, actor: Any, request_id: int) -> ReviewOutcome:
+        return approvals.reject(session, actor=actor, request_id=request_id, reason=reason)
 
     _decide_each(request_ids, clinic_code, decide, _rejected_text)
 
@@ -259,16 +261,16 @@ def review(clinic_code: ClinicOpt = None) -> None:
 def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]) -> None:
     from patientportal_cli import prompts
     from patientportal_cli.errors import Conflict, NotFound
-    from patientportal_cli.services import queue
+    from patientportal_cli.services import approvals
 
     actor.require_role("doctor", action="review registration requests")
-    ids = [i.request.id or 0 for i in queue.list_requests(session, actor=actor)]
+    ids = [i.request.id or 0 for i in approvals.list_requests(session, actor=actor)]
     session.rollback()
     if not ids:
         output.message(f"No pending registration requests at clinic {actor.clinic_code}.")
         return
     for n, request_id in enumerate(ids, 1):
-        info = queue.get_request(session, actor=actor, request_id=request_id)
+        info = approvals.get_request(session, actor=actor, request_id=request_id)
         row = request_row(info)  # read everything now: nothing may load during the prompt
         grantable = info.grantable
         session.rollback()  # no transaction (SQLite: no write lock) while the doctor thinks
@@ -299,7 +301,7 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
                 reason = prompts.text(
                     "Reason (e-mailed to the patient; may be empty):", flag="--reason"
                 )
-                decided = queue.reject(
+                decided = approvals.reject(
                     session, actor=actor, request_id=request_id, reason=reason or None
                 )
                 output.success(_rejected_text(decided))
@@ -312,7 +314,9 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
                     [(s, s, True) for s in grantable],
                     flag="--services",
                 )
-            decided = queue.approve(session, actor=actor, request_id=request_id, services=services)
+            decided = approvals.approve(
+                session, actor=actor, request_id=request_id, services=services
+            )
             output.success(_approved_text(decided))
             counts["approved"] += 1
         except (NotFound, Conflict) as exc:

@@ -1,6 +1,8 @@
 """Which login methods a patient can use at a clinic now, and why not (R4, R5, R7).
 
-The rule (docs/rules.md, D1 and D2; docs/rule-map.md names its tests):
+The rule (docs/rules.md, D1 and D2; docs/rule-map.md names its tests). The no-MitID flag it
+reads is set and cleared in ``services/nomitid.py``; the portal's logins
+(``services/portal.py``) ask this module and nothing else.
 
 - MitID login at clinic C is allowed iff the user is linked to C. (It records the
   verification; it needs no password, and the two-factor lock does not apply to it.)

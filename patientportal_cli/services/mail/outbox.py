@@ -2,7 +2,7 @@
 
 A message is stored as its intent: the template, the recipient, the clinic it belongs
 to, the patient, and the template's non-secret arguments. Its text, and any activation
-or security code in it, is written only when it is delivered (``services/delivery.py``),
+or security code in it, is written only when it is delivered (``services/mail/delivery.py``),
 so the database never holds a code that can be read back. A failed delivery leaves the
 message queued with its error and never undoes the change.
 
@@ -21,7 +21,8 @@ from sqlmodel import Session, col, or_, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, Outbox, PortalUser
-from patientportal_cli.services import codes, mailtexts
+from patientportal_cli.services import codes
+from patientportal_cli.services.mail import texts
 
 # An argument for delivery, not for the text: the hash of the login attempt a security
 # code belongs to (``codes.attempt_hash``); never handed to a template.
@@ -43,7 +44,7 @@ def enqueue(
     **args: Any,
 ) -> Outbox:
     """Queue ``template`` written with ``args`` (JSON values; never a code or password)."""
-    subject, _ = mailtexts.render(template, template_args(args))
+    subject, _ = texts.render(template, template_args(args))
     message = Outbox(
         recipient=to,
         template=template,
@@ -104,7 +105,7 @@ def end_pending_codes(
     mails that would issue one at delivery, saying ``reason``."""
     now = utcnow()
     codes.end_open(session, user_id=user_id, purpose=purpose, now=now)
-    templates = [t for t, p in mailtexts.CODE_TEMPLATES.items() if purpose in (None, p)]
+    templates = [t for t, p in texts.CODE_TEMPLATES.items() if purpose in (None, p)]
     for message in session.exec(
         select(Outbox).where(
             Outbox.user_id == user_id,

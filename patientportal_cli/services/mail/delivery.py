@@ -36,7 +36,8 @@ from patientportal_cli import files
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, Outbox
 from patientportal_cli.errors import DomainError, InvalidInput, MailError
-from patientportal_cli.services import codes, mailtexts, outbox
+from patientportal_cli.services import codes
+from patientportal_cli.services.mail import outbox, texts
 
 DEFAULT_FROM = "Patientportal <no-reply@patientportal.invalid>"
 DEFAULT_SMTP_PORT = 587
@@ -149,7 +150,7 @@ def _outbox_message(session: Session, message: Outbox, settings: MailSettings) -
     else:
         code = None
         args = json.loads(message.args)
-        purpose = mailtexts.CODE_TEMPLATES.get(message.template)
+        purpose = texts.CODE_TEMPLATES.get(message.template)
         if purpose is not None:
             if message.user_id is None:
                 raise MailError(f"Message {message.id} names no patient for its code.")
@@ -161,7 +162,7 @@ def _outbox_message(session: Session, message: Outbox, settings: MailSettings) -
                 clinic_id=message.clinic_id,
                 attempt_hash=args.get(outbox.ATTEMPT),
             )
-        subject, body = mailtexts.render(message.template, outbox.template_args(args), code)
+        subject, body = texts.render(message.template, outbox.template_args(args), code)
     # A stable Message-ID: should a message ever be sent twice, receivers can tell.
     stamp = message.created_at.strftime("%Y%m%d%H%M%S%f") if message.created_at else "0"
     return build_message(
@@ -175,7 +176,7 @@ def _outbox_message(session: Session, message: Outbox, settings: MailSettings) -
 
 def _stale(message: Outbox, now: datetime) -> bool:
     """A security code for a login older than a code's lifetime: nobody waits for it."""
-    if mailtexts.CODE_TEMPLATES.get(message.template) != codes.LOGIN:
+    if texts.CODE_TEMPLATES.get(message.template) != codes.LOGIN:
         return False
     return message.created_at + codes.LIFETIME[codes.LOGIN] <= now
 

@@ -41,8 +41,9 @@ from patientportal_cli.db.models import (
     RegistrationRequest,
 )
 from patientportal_cli.errors import AlreadyDecided, Forbidden, InvalidInput, NotFound
-from patientportal_cli.services import audit, catalog, outbox, users
+from patientportal_cli.services import audit, catalog, users
 from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.mail import outbox
 from patientportal_cli.vocabulary import Action, RequestStatus
 
 STATUSES = tuple(RequestStatus)
@@ -72,7 +73,7 @@ class RequestInfo:
 
 
 @dataclass
-class Decision:
+class ReviewOutcome:
     request_id: int
     status: RequestStatus  # approved | rejected
     decided_by: str
@@ -153,20 +154,13 @@ def _infos(
     ]
 
 
-def _clinic(session: Session, actor: Actor) -> Clinic:
-    clinic_id, _ = actor.require_clinic()
-    clinic = session.get(Clinic, clinic_id)
-    assert clinic is not None
-    return clinic
-
-
 def list_requests(
     session: Session, *, actor: Actor, status: str = RequestStatus.PENDING
 ) -> list[RequestInfo]:
     """The clinic's requests: pending first, then oldest first."""
     if status not in LIST_STATUSES:
         raise InvalidInput(f"Unknown status {status!r}: use {', '.join(LIST_STATUSES)}.")
-    clinic = _clinic(session, actor)
+    clinic = users.current_clinic(session, actor)
     query = select(RegistrationRequest).where(RegistrationRequest.clinic_id == clinic.id)
     if status != "all":
         query = query.where(RegistrationRequest.status == status)
@@ -203,7 +197,7 @@ def _find(session: Session, clinic: Clinic, request_id: int) -> RegistrationRequ
 
 
 def get_request(session: Session, *, actor: Actor, request_id: int) -> RequestInfo:
-    clinic = _clinic(session, actor)
+    clinic = users.current_clinic(session, actor)
     return _infos(session, clinic, [_find(session, clinic, request_id)])[0]
 
 
@@ -254,7 +248,7 @@ def _decide(
     services: list[str] | None = None,
     reason: str | None = None,
     via: str = "requests",
-) -> Decision | None:
+) -> ReviewOutcome | None:
     """Decide one request in the caller's transaction (no commit); None if not pending."""
     status = RequestStatus.APPROVED if decision == "approve" else RequestStatus.REJECTED
     request = _claim(
@@ -268,7 +262,7 @@ def _decide(
     if request is None:
         return None
     assert clinic.id is not None and request.decided_at is not None
-    result = Decision(
+    result = ReviewOutcome(
         request_id=request_id,
         status=status,
         decided_by=actor.username,
@@ -366,7 +360,7 @@ def _decide_one(
     decision: str,
     services: list[str] | None = None,
     reason: str | None = None,
-) -> Decision:
+) -> ReviewOutcome:
     """Decide one request of the clinic and commit; NotFound when it is not there,
     AlreadyDecided when it is no longer pending."""
     _find(session, clinic, request_id)
@@ -391,10 +385,10 @@ def approve(
     actor: Actor,
     request_id: int,
     services: list[str] | str | None = None,
-) -> Decision:
+) -> ReviewOutcome:
     """Approve one request (doctors only); ``services`` overrides the default grant."""
     actor.require_role("doctor", action="approve registration requests")
-    clinic = _clinic(session, actor)
+    clinic = users.current_clinic(session, actor)
     chosen = _chosen_services(clinic, services)
     return _decide_one(
         session,
@@ -408,10 +402,10 @@ def approve(
 
 def reject(
     session: Session, *, actor: Actor, request_id: int, reason: str | None = None
-) -> Decision:
+) -> ReviewOutcome:
     """Reject one request (doctors only); the reason, when given, is e-mailed."""
     actor.require_role("doctor", action="reject registration requests")
-    clinic = _clinic(session, actor)
+    clinic = users.current_clinic(session, actor)
     reason = clean_reason(reason)
     return _decide_one(
         session,
@@ -435,7 +429,7 @@ def settle_pending(session: Session, *, actor: Actor, decision: str, reason: str
     """
     if decision not in ("approve", "reject"):
         raise InvalidInput(f"Unknown decision {decision!r}: use approve or reject.")
-    clinic = _clinic(session, actor)
+    clinic = users.current_clinic(session, actor)
     if decision == "approve" and not actor.has_role("doctor"):
         raise Forbidden(
             f"Approving the pending requests while changing the mode needs both the admin "

@@ -13,7 +13,6 @@ from patientportal_cli.cli.common import (
     Fmt,
     OutputOpt,
     PasswordStdinOpt,
-    command,
     database,
     get_password,
     home,
@@ -21,13 +20,6 @@ from patientportal_cli.cli.common import (
     staff_session,
 )
 from patientportal_cli.cli.completion import complete_username
-
-
-def register(app: typer.Typer) -> None:
-    command(app, "init")(init)
-    command(app, "login")(login)
-    command(app, "logout")(logout)
-    command(app, "whoami")(whoami)
 
 
 def _ask(value: str | None, message: str, flag: str, check: Callable[[str], str]) -> str:
