@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, SmallInteger, Text, UniqueConstraint
+from sqlalchemy import Column, Index, SmallInteger, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from patientportal_cli.db.clock import utcnow
@@ -244,3 +244,43 @@ class AuditCheckpoint(SQLModel, table=True):
     created_by: str = Field(max_length=64)
     key_id: str = Field(max_length=16)
     signature: str = Field(max_length=64)
+
+# --- acting for someone else ---------------------------------------------------------
+
+
+class Delegation(SQLModel, table=True):
+    """One person may act for another at one clinic (services/delegations.py): a guardian
+    of a child under 15 (``valid_until`` None: the end is the child's 15th birthday,
+    computed from the CPR number at every check) or a proxy under a fuldmagt (until
+    ``valid_until``). ``services`` None: all the clinic offers. A revoked or removed row
+    is kept (``revoked_at``); at most one open row per (clinic, patient, holder, kind)."""
+
+    __tablename__ = "delegation"
+    __table_args__ = (
+        Index("ix_delegation_clinic_patient", "clinic_id", "patient_user_id"),
+        Index("ix_delegation_clinic_holder", "clinic_id", "holder_user_id"),
+        Index(
+            "ux_delegation_open",
+            "clinic_id",
+            "patient_user_id",
+            "holder_user_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    clinic_id: int = Field(foreign_key="clinic.id")
+    patient_user_id: int = Field(foreign_key="portal_user.id")
+    holder_user_id: int = Field(foreign_key="portal_user.id")
+    kind: str = Field(max_length=16)  # vocabulary.DelegationKind
+    basis: str = Field(max_length=32)  # vocabulary.Basis
+    services: str | None = Field(default=None, max_length=200)
+    evidence: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    valid_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=64)
+    revoked_at: datetime | None = None
+    revoked_by: str | None = Field(default=None, max_length=64)
+    notice_sent_at: datetime | None = None
