@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -230,6 +231,13 @@ class PasswordServer:
         fields = b'SFATAL\0C28P01\0Mpassword authentication failed for user "pp"\0\0'
         conn.sendall(b"E" + struct.pack("!i", len(fields) + 4) + fields)
 
+    def seen(self, count: int) -> list[str | None]:
+        """The passwords given, once ``count`` clients were served (or after 10 s)."""
+        deadline = time.monotonic() + 10
+        while len(self.passwords) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.passwords
+
     @staticmethod
     def _read(conn: socket.socket, n: int) -> bytes:
         data = b""
@@ -256,7 +264,7 @@ def test_the_database_password_comes_from_the_keyring_when_the_server_asks(
     set_it = " (set it with `patientportal config set db-password`)\n"
     r = cli(["--db", url, "db", "current"], expect=1)
     assert r.stderr == where + refused + "fe_sendauth: no password supplied" + set_it
-    assert server.passwords == [None]
+    assert server.seen(1) == [None]
     assert engine_mod.get_engine(url, home).url.password is None  # none in the URL
 
     engine_mod.dispose_all()
@@ -265,12 +273,12 @@ def test_the_database_password_comes_from_the_keyring_when_the_server_asks(
     assert r.stderr == (
         where + refused + 'FATAL:  password authentication failed for user "pp"' + set_it
     )
-    assert server.passwords == [None, None, "Kode-ord-1"]  # asked, then the keyring's
+    assert server.seen(3) == [None, None, "Kode-ord-1"]  # asked, then the keyring's
 
     engine_mod.dispose_all()  # a password in the URL wins: the keyring is not read
     given = f"postgresql+psycopg://pp:in-url@127.0.0.1:{server.port}/pp?sslmode=disable"
     cli(["--db", given, "db", "current"], expect=1)
-    assert server.passwords[3:] == ["in-url"]
+    assert server.seen(4)[3:] == ["in-url"]
 
 
 def test_a_server_that_asks_no_password_never_loads_the_keyring(db_url: str, home: Path) -> None:
