@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import unicodedata
 
-from email_validator import validate_email
-
 from patientportal_cli.errors import InvalidInput
 
 __all__ = ["MAX_NAME_LENGTH", "clean_name", "normalize_email"]
@@ -38,6 +36,8 @@ def normalize_email(text: str) -> str:
     if not isinstance(text, str):
         raise InvalidInput("Invalid e-mail address: expected text.")
     candidate = text.strip()
+    from email_validator import validate_email  # 15-30 ms: only where an address is given
+
     try:
         validated = validate_email(candidate, check_deliverability=False)
     except ValueError as error:  # EmailNotValidError, and any UnicodeError on odd input
