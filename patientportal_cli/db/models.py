@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import ConfigDict
 from sqlalchemy import Column, Index, SmallInteger, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.vocabulary import RequestStatus
 
+
+class Model(SQLModel):
+    """The base of every model here. Pydantic builds a model's validator the first time
+    it validates one, not at import: table rows are constructed without validation, so
+    a command never pays for it (about a tenth of importing this module)."""
+
+    model_config = ConfigDict(defer_build=True)  # type: ignore[assignment]  # merged with SQLModel's
+
+
 # --- clinics -------------------------------------------------------------------------
 
 
-class ClinicBase(SQLModel):
+class ClinicBase(Model):
     code: str = Field(max_length=32, unique=True, index=True)
     name: str = Field(max_length=200)
     registration_mode: str = Field(default="none", max_length=16)
@@ -37,7 +47,7 @@ class ClinicPublic(ClinicBase):
 # --- staff ---------------------------------------------------------------------------
 
 
-class StaffBase(SQLModel):
+class StaffBase(Model):
     username: str = Field(max_length=64, unique=True, index=True)
     full_name: str = Field(max_length=200)
 
@@ -50,7 +60,7 @@ class Staff(StaffBase, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Membership(SQLModel, table=True):
+class Membership(Model, table=True):
     __table_args__ = (UniqueConstraint("staff_id", "clinic_id"),)
     id: int | None = Field(default=None, primary_key=True)
     staff_id: int = Field(foreign_key="staff.id", index=True)
@@ -58,7 +68,7 @@ class Membership(SQLModel, table=True):
     role: str = Field(max_length=64)  # one role, or several: "admin,doctor"
 
 
-class ApiToken(SQLModel, table=True):
+class ApiToken(Model, table=True):
     """A login session (kind 'session', 12 h) or a named API token (kind 'api')."""
 
     __tablename__ = "api_token"
@@ -76,10 +86,14 @@ class ApiToken(SQLModel, table=True):
 # --- patients ------------------------------------------------------------------------
 
 
-class PortalUser(SQLModel, table=True):
+class PortalUser(Model, table=True):
     __tablename__ = "portal_user"
     # patient list pages in (name, id) order (migration 0006)
-    __table_args__ = (Index("ix_portal_user_name_id", "name", "id"),)
+    __table_args__ = (
+        Index("ix_portal_user_name_id", "name", "id"),
+        # shared e-mail look-ups, case-insensitive (migration 0008)
+        Index("ix_portal_user_email_lower", text("lower(email)")),
+    )
     id: int | None = Field(default=None, primary_key=True)
     cpr: str = Field(max_length=10, unique=True, index=True)
     name: str = Field(max_length=200)
@@ -93,9 +107,13 @@ class PortalUser(SQLModel, table=True):
     # when the password and e-mail became usable for two-factor login (see migration
     # 0004 and services/portal.py); None: chosen at self-registration, not yet vouched
     credentials_vouched_at: datetime | None = None
+    # deactivated accounts cannot log in anywhere (migration 0008, services/lifecycle.py)
+    deactivated_at: datetime | None = None
+    deactivated_reason: str | None = Field(default=None, max_length=16)
+    deactivated_by: str | None = Field(default=None, max_length=64)
 
 
-class ClinicLink(SQLModel, table=True):
+class ClinicLink(Model, table=True):
     __tablename__ = "clinic_link"
     __table_args__ = (UniqueConstraint("clinic_id", "user_id"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -114,7 +132,7 @@ class ClinicLink(SQLModel, table=True):
     services: str = Field(default="", max_length=200)
 
 
-class LinkHistory(SQLModel, table=True):
+class LinkHistory(Model, table=True):
     """One row per (clinic, CPR) that was ever linked; lets the queue mark 'linked before'."""
 
     __tablename__ = "link_history"
@@ -126,7 +144,7 @@ class LinkHistory(SQLModel, table=True):
     unlinked_at: datetime | None = None
 
 
-class RegistrationRequest(SQLModel, table=True):
+class RegistrationRequest(Model, table=True):
     __tablename__ = "registration_request"
     id: int | None = Field(default=None, primary_key=True)
     clinic_id: int = Field(foreign_key="clinic.id", index=True)
@@ -144,7 +162,7 @@ class RegistrationRequest(SQLModel, table=True):
     mitid_verified_at: datetime | None = None
 
 
-class OneTimeCode(SQLModel, table=True):
+class OneTimeCode(Model, table=True):
     __tablename__ = "one_time_code"
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="portal_user.id", index=True)
@@ -159,7 +177,7 @@ class OneTimeCode(SQLModel, table=True):
     attempt_hash: str | None = Field(default=None, max_length=64)
 
 
-class LoginThrottle(SQLModel, table=True):
+class LoginThrottle(Model, table=True):
     """Failed logins and the lock per login name (sha256 of "staff:NAME" or
     "patient:CPR"), for names that exist and names that do not alike."""
 
@@ -174,7 +192,7 @@ class LoginThrottle(SQLModel, table=True):
 # --- mail and audit ------------------------------------------------------------------
 
 
-class Outbox(SQLModel, table=True):
+class Outbox(Model, table=True):
     """A queued e-mail as its intent: the text (and any code in it) is made at delivery.
 
     ``args`` are the template's non-secret arguments as JSON, emptied once sent; ``body``
@@ -196,7 +214,7 @@ class Outbox(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(Model, table=True):
     """Append-only, one hash chain per clinic plus one (``chain`` "") for events of no
     clinic; ``seq`` counts the chain's events from 1. Version 2: ``hash`` = sha256 over
     the event's fields, ``content_hash`` (which covers ``target`` and ``details`` with a
@@ -221,7 +239,7 @@ class AuditEvent(SQLModel, table=True):
     content_hash: str | None = Field(default=None, max_length=64)
 
 
-class AuditHead(SQLModel, table=True):
+class AuditHead(Model, table=True):
     """The newest event of each chain; writers lock their chain's row (not the table)."""
 
     __tablename__ = "audit_head"
@@ -231,7 +249,7 @@ class AuditHead(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class AuditCheckpoint(SQLModel, table=True):
+class AuditCheckpoint(Model, table=True):
     """A chain's (seq, hash) at a moment, signed with HMAC-SHA256 under the audit key
     (kept outside the database); ``key_id`` names the key without revealing it."""
 
@@ -244,6 +262,7 @@ class AuditCheckpoint(SQLModel, table=True):
     created_by: str = Field(max_length=64)
     key_id: str = Field(max_length=16)
     signature: str = Field(max_length=64)
+
 
 # --- acting for someone else ---------------------------------------------------------
 
@@ -284,3 +303,17 @@ class Delegation(SQLModel, table=True):
     revoked_at: datetime | None = None
     revoked_by: str | None = Field(default=None, max_length=64)
     notice_sent_at: datetime | None = None
+
+
+class CprChange(Model, table=True):
+    """One CPR number change of a portal user (``patient change-cpr``, migration 0008):
+    both numbers then find the person."""
+
+    __tablename__ = "cpr_change"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="portal_user.id", index=True)
+    old_cpr: str = Field(max_length=10, index=True)
+    new_cpr: str = Field(max_length=10, index=True)
+    changed_at: datetime = Field(default_factory=utcnow)
+    changed_by: str = Field(max_length=64)
+    merged: bool = Field(default=False)
