@@ -21,8 +21,8 @@ from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db import migrate
 from patientportal_cli.db.models import AuditEvent
 from patientportal_cli.services import audit
-from tests.conftest import Cli
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import Cli
+from tests.helpers.cli import Staff as StaffHelper
 
 KEY = "test-audit-key-0123456789"
 
@@ -434,7 +434,7 @@ def test_a_database_with_events_migrates_and_stays_verifiable(
                                             "prev_hash", "hash")},
             )  # fmt: skip
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.HEAD == "0006"
+    assert migrate.current(engine) == migrate.HEAD
     migrated = [(e.chain, e.seq, e.version) for e in chain_events(db_url, home)]
     assert migrated == [("NORD", 1, 1), ("NORD", 2, 1), ("NORD", 3, 1)]
     with session_for(db_url, home) as s:
