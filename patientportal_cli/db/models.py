@@ -111,6 +111,8 @@ class PortalUser(Model, table=True):
     deactivated_at: datetime | None = None
     deactivated_reason: str | None = Field(default=None, max_length=16)
     deactivated_by: str | None = Field(default=None, max_length=64)
+    # the last successful portal login, MitID or two-factor (migration 0008)
+    last_login_at: datetime | None = None
 
 
 class ClinicLink(Model, table=True):

@@ -3,6 +3,8 @@
 - ``portal_user`` gains ``deactivated_at``, ``deactivated_reason`` (deceased, emigrated,
   other) and ``deactivated_by``: a deactivated account cannot log in anywhere
   (services/lifecycle.py). Existing users stay active (NULL).
+- ``portal_user.last_login_at``: the last successful portal login (MitID or two-factor),
+  for ``patient list --inactive-since``. NULL until the next login.
 - ``portal_user`` gains the index ``ix_portal_user_email_lower`` on ``lower(email)``, so
   "also used by another patient here" and ``patient list --shared-email`` are index
   look-ups rather than scans.
@@ -30,6 +32,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("deactivated_reason", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("deactivated_by", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_portal_user_email_lower", "portal_user", [sa.text("lower(email)")])
     op.create_table(
         "cpr_change",
@@ -55,6 +58,7 @@ def downgrade() -> None:
     op.drop_table("cpr_change")
     op.drop_index("ix_portal_user_email_lower", table_name="portal_user")
     with op.batch_alter_table("portal_user", schema=None) as batch_op:
+        batch_op.drop_column("last_login_at")
         batch_op.drop_column("deactivated_by")
         batch_op.drop_column("deactivated_reason")
         batch_op.drop_column("deactivated_at")
