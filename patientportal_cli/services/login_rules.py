@@ -20,6 +20,11 @@ reads is set and cleared in ``services/nomitid.py``; the portal's logins
 When a method is refused, the reason lists every condition that fails, in plain words,
 joined by "; ". ``Decision.code`` names the first failing condition, for callers that
 pick their own message (the portal shows the Danish R5 text for ``mitid_required``).
+
+The portal's two-factor steps are decided here too: ``two_factor_login`` (CPR + password)
+and ``security_code_step`` (the code), and ``refusal`` says which answer a refused step
+gets. The portal checks the lock of the CPR number first (``services/throttle.py``, before
+any password is checked) and then only applies what these decide.
 The reason for a user not linked here is only "not linked here": nothing about the
 user's other clinics, activation or lock is told to a clinic the patient does not use.
 """
@@ -42,6 +47,14 @@ NOT_ACTIVATED = "not_activated"
 LOCKED = "locked"
 MITID_REQUIRED = "mitid_required"
 NOT_VOUCHED = "credentials_not_vouched"
+UNKNOWN_USER = "unknown_user"
+WRONG_PASSWORD = "wrong_password"
+
+# The answers of a refused two-factor step (``refusal``): LOGIN_FAILED is one message for
+# every failure of CPR number + password, counted toward the lock, so it tells nobody who
+# is a user; MITID_REQUIRED is the Danish R5 text.
+LOGIN_FAILED = "login_failed"
+CREDENTIAL_FAILURES = frozenset({UNKNOWN_USER, NOT_ACTIVATED, WRONG_PASSWORD, NOT_LINKED})
 
 REASON_NOT_LINKED = "not linked here"
 REASON_NOT_ACTIVATED = "not activated (the patient has not chosen a password yet)"
@@ -154,6 +167,43 @@ def two_factor_allowed(session: Session, *, clinic_id: int, user: PortalUser) ->
         locked=locked_until(session, user),
     )
     return decision.allowed, decision.reason
+
+
+def two_factor_login(
+    user: PortalUser | None, link: ClinicLink | None, *, password_right: bool
+) -> Decision:
+    """The first two-factor step, CPR number + password, once the caller has found the
+    CPR number not locked and checked the password (exactly once, a dummy check when
+    there is no password to check). ``code`` is the first failing of: a user has the CPR
+    number, it is activated, the password is right, it is linked here (each
+    ``CREDENTIAL_FAILURES``), then the rest of ``two_factor_decision``."""
+    if user is None:
+        return Decision(False, "no user has this CPR number", UNKNOWN_USER)
+    if not user.password_hash:
+        return Decision(False, REASON_NOT_ACTIVATED, NOT_ACTIVATED)
+    if not password_right:
+        return Decision(False, "wrong password", WRONG_PASSWORD)
+    if link is None:
+        return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
+    return two_factor_decision(user, link)
+
+
+def security_code_step(user: PortalUser, link: ClinicLink) -> Decision:
+    """The security-code step, for the user and link the code was sent for, with the CPR
+    number not locked: ``two_factor_decision`` again (a flag removed since the code was
+    sent ends it, R7); every refusal here is ``MITID_REQUIRED``, with every reason."""
+    decision = two_factor_decision(user, link)
+    if decision.allowed:
+        return decision
+    return Decision(False, decision.reason, MITID_REQUIRED)
+
+
+def refusal(decision: Decision) -> str | None:
+    """The answer to a refused two-factor step: ``LOGIN_FAILED`` for
+    ``CREDENTIAL_FAILURES``, else ``MITID_REQUIRED``; None when it is allowed."""
+    if decision.allowed:
+        return None
+    return LOGIN_FAILED if decision.code in CREDENTIAL_FAILURES else MITID_REQUIRED
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ actor ``patient``, the clinic's code and target ``cpr:<number>``:
   user linked to the clinic; records ``mitid_verified_at``.
 - ``start_two_factor``: CPR + password, then a 6-digit security code is e-mailed
   (10 minutes, single use) for this login only: the caller gets an attempt id, and the
-  code can be tried only with it. Allowed only under the rule of docs/rules.md D1
-  (``services.login_rules.two_factor_allowed``); otherwise the Danish message of R5.
-- ``verify_code``: the attempt id and the security code; ends the login.
+  code can be tried only with it. ``services.login_rules`` decides whether the login
+  goes on and which refusal applies (``two_factor_login``, ``refusal``: docs/rules.md
+  D1); the portal applies it (the Danish message of R5 for ``mitid_required``).
+- ``verify_code``: the attempt id and the security code; ends the login (the rule is
+  decided again: ``login_rules.security_code_step``).
 
 Lock (``services/throttle.py``, kind ``patient``, name the 10-digit CPR number): every
 failed step - wrong password, wrong activation code, wrong security code or attempt id,
@@ -42,7 +44,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
-from patientportal_cli.db.models import Clinic, ClinicLink, Outbox, PortalUser
+from patientportal_cli.db.models import Clinic, ClinicLink, OneTimeCode, Outbox, PortalUser
 from patientportal_cli.errors import InvalidInput, Refused
 from patientportal_cli.services import audit, codes, login_rules, passwords, throttle
 from patientportal_cli.services import credentials as credentials_mod
@@ -127,10 +129,13 @@ def _refused(
     return _fail(session, Refused(message))
 
 
-def _lock(session: Session, cpr: str) -> datetime | None:
-    """The end of the CPR number's login lock, when it is locked now. Holds the lock's
-    row until the attempt commits: parallel attempts for one CPR number take turns."""
-    return throttle.hold(session, kind=throttle.PATIENT, name=cpr)
+def _refuse_when_locked(session: Session, /, *, clinic: Clinic, cpr: str, **details: Any) -> None:
+    """Refuse a step tried while the CPR number is locked, before anything is checked.
+    Holds the lock's row until the attempt commits: parallel attempts for one CPR number
+    take turns."""
+    until = throttle.hold(session, kind=throttle.PATIENT, name=cpr)
+    if until is not None:
+        raise _refused_locked(session, until, clinic=clinic, cpr=cpr, **details)
 
 
 def _locked_message(until: datetime) -> str:
@@ -215,9 +220,7 @@ def activate(
     passwords.check_policy(password)
     if not code.strip():
         raise InvalidInput("The activation code is empty: pass --code as in the e-mail.")
-    until = _lock(session, number)
-    if until is not None:
-        raise _refused_locked(session, until, clinic=clinic, cpr=number, step="activation")
+    _refuse_when_locked(session, clinic=clinic, cpr=number, step="activation")
     user = _user_for_update(session, number)
     link = None if user is None or user.id is None else _link(session, clinic, user)
     if user is None or link is None:
@@ -272,47 +275,66 @@ def login_mitid(
     """
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
-    result = broker.verify(number)
-    if not result.verified or result.cpr != number:
-        raise _refused(
-            session,
-            "MitID did not confirm your identity: login failed.",
-            clinic=clinic,
-            cpr=number,
-            action=Action.PORTAL_LOGIN_FAILED,
-            method="mitid",
-            reason="mitid_not_verified",
-            broker=broker.name,
-        )
-    user = _user_for_update(session, number)
-    link = None if user is None else _link(session, clinic, user)
-    if user is None or link is None:
-        raise _refused(
-            session,
-            NOT_LINKED.format(clinic=clinic.code),
-            clinic=clinic,
-            cpr=number,
-            action=Action.PORTAL_LOGIN_REFUSED,
-            method="mitid",
-            reason="not_linked",
-            broker=broker.name,
-        )
+    via = {"method": "mitid", "broker": broker.name}
+    _require_mitid_confirms(session, broker, clinic=clinic, cpr=number, **via)
+    user = _mitid_user(session, clinic=clinic, cpr=number, **via)
     user.mitid_verified_at = utcnow()
     session.add(user)
-    _record(
-        session,
-        clinic=clinic,
-        cpr=number,
-        action=Action.PORTAL_LOGIN,
-        method="mitid",
-        broker=broker.name,
-    )
+    _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, **via)
     asked = credentials_mod.question(user) if credentials_mod.unvouched(user) else None
     session.commit()
     if asked is None or credentials is None:
         return user
-    answer = credentials(asked)  # may prompt: no transaction is open
-    user = _user_for_update(session, number)
+    return _ask_credentials(session, credentials, asked, clinic=clinic, cpr=number)
+
+
+def _require_mitid_confirms(
+    session: Session, broker: MitIdBroker, /, *, clinic: Clinic, cpr: str, **via: Any
+) -> None:
+    """Refuse the login unless MitID confirms this very CPR number."""
+    result = broker.verify(cpr)
+    if not result.verified or result.cpr != cpr:
+        raise _refused(
+            session,
+            "MitID did not confirm your identity: login failed.",
+            clinic=clinic,
+            cpr=cpr,
+            action=Action.PORTAL_LOGIN_FAILED,
+            reason="mitid_not_verified",
+            **via,
+        )
+
+
+def _mitid_user(session: Session, /, *, clinic: Clinic, cpr: str, **via: Any) -> PortalUser:
+    """The user MitID confirmed, when ``login_rules.mitid_decision`` allows it here."""
+    user = _user_for_update(session, cpr)
+    decision = login_rules.mitid_decision(None if user is None else _link(session, clinic, user))
+    if user is None or not decision.allowed:
+        raise _refused(
+            session,
+            NOT_LINKED.format(clinic=clinic.code),
+            clinic=clinic,
+            cpr=cpr,
+            action=Action.PORTAL_LOGIN_REFUSED,
+            reason=login_rules.NOT_LINKED,
+            **via,
+        )
+    return user
+
+
+def _ask_credentials(
+    session: Session,
+    credentials: Callable[[credentials_mod.Question], credentials_mod.Answer],
+    asked: credentials_mod.Question,
+    /,
+    *,
+    clinic: Clinic,
+    cpr: str,
+) -> PortalUser:
+    """Ask about the unvouched credentials (may prompt: no transaction is open) and
+    record the answer."""
+    answer = credentials(asked)
+    user = _user_for_update(session, cpr)
     assert user is not None  # users are kept
     credentials_mod.apply(session, user=user, clinic=clinic, asked=asked, answer=answer)
     session.commit()
@@ -331,46 +353,58 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     exactly one argon2 check each."""
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
-    until = _lock(session, number)
-    if until is not None:
-        raise _refused_locked(session, until, clinic=clinic, cpr=number, method="two-factor")
+    _refuse_when_locked(session, clinic=clinic, cpr=number, method="two-factor")
     user = _user_for_update(session, number)
-    if user is not None and user.password_hash:
-        right = passwords.verify_password(user.password_hash, password)
-    else:
-        passwords.dummy_verify(password)
-        right = False
+    right = _password_right(user, password)
     link = None if user is None else _link(session, clinic, user)
-    if user is None or not right or link is None:
-        if user is None:
-            reason = "unknown_user"
-        elif not user.password_hash:
-            reason = "not_activated"
-        else:
-            reason = "wrong_password" if not right else "not_linked"
+    decision = login_rules.two_factor_login(user, link, password_right=right)
+    _apply(session, decision, clinic=clinic, cpr=number, method="two-factor")
+    assert user is not None
+    # The password was right; the count goes on until the code is too (see the module).
+    return _send_security_code(session, user=user, clinic=clinic, cpr=number)
+
+
+def _password_right(user: PortalUser | None, password: str) -> bool:
+    """Exactly one argon2 check, whether or not there is a password to check."""
+    if user is not None and user.password_hash:
+        return passwords.verify_password(user.password_hash, password)
+    passwords.dummy_verify(password)
+    return False
+
+
+def _apply(
+    session: Session, decision: login_rules.Decision, /, *, clinic: Clinic, cpr: str, **step: Any
+) -> None:
+    """Refuse the step as ``login_rules.refusal`` says, when the decision refuses it."""
+    answer = login_rules.refusal(decision)
+    if answer == login_rules.LOGIN_FAILED:
         raise _failure(
             session,
             LOGIN_FAILED,
             clinic=clinic,
-            cpr=number,
+            cpr=cpr,
             action=Action.PORTAL_LOGIN_FAILED,
-            method="two-factor",
-            reason=reason,
+            reason=decision.code,
+            **step,
         )
-    # The password was right; the count goes on until the code is too (see the module).
-    assert clinic.id is not None and user.id is not None
-    allowed, why = login_rules.two_factor_allowed(session, clinic_id=clinic.id, user=user)
-    if not allowed:
+    if answer == login_rules.MITID_REQUIRED:
         raise _refused(
             session,
             MITID_REQUIRED,
             clinic=clinic,
-            cpr=number,
+            cpr=cpr,
             action=Action.PORTAL_LOGIN_REFUSED,
-            method="two-factor",
-            reason="mitid_required",
-            why=why,
+            reason=login_rules.MITID_REQUIRED,
+            why=decision.reason,
+            **step,
         )
+
+
+def _send_security_code(
+    session: Session, *, user: PortalUser, clinic: Clinic, cpr: str
+) -> CodeSent:
+    """Queue the mail with a new security code for a new attempt id, and commit."""
+    assert user.id is not None
     # at most one security code per user: a newer login ends the older one, whether its
     # mail is still queued or its code was issued
     outbox.end_pending_codes(
@@ -387,11 +421,7 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     )
     assert message.id is not None
     _record(
-        session,
-        clinic=clinic,
-        cpr=number,
-        action=Action.PORTAL_LOGIN_CODE_SENT,
-        method="two-factor",
+        session, clinic=clinic, cpr=cpr, action=Action.PORTAL_LOGIN_CODE_SENT, method="two-factor"
     )
     session.commit()
     return CodeSent(
@@ -410,6 +440,9 @@ def delivered(session: Session, *, message_id: int) -> bool:
     return message is not None and message.sent_at is not None
 
 
+CODE_STEP: dict[str, Any] = {"method": "two-factor", "step": "security_code"}
+
+
 def verify_code(
     session: Session, *, cpr: str, clinic_code: str, code: str, attempt: str | None
 ) -> PortalUser:
@@ -421,66 +454,85 @@ def verify_code(
     wrong code counts too (toward the code's 5 tries and the lock)."""
     number = normalize_cpr(cpr)
     clinic = find_clinic(session, clinic_code)
+    entered = _security_code(code)
+    _refuse_when_locked(session, clinic=clinic, cpr=number, **CODE_STEP)
+    user, link, row = _pending_code(session, clinic=clinic, cpr=number, attempt=attempt)
+    _apply(
+        session, login_rules.security_code_step(user, link), clinic=clinic, cpr=number, **CODE_STEP
+    )
+    _check_code(session, user=user, row=row, entered=entered, clinic=clinic, cpr=number)
+    throttle.success(session, kind=throttle.PATIENT, name=number)
+    _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, method="two-factor")
+    session.commit()
+    return user
+
+
+def _security_code(code: str) -> str:
+    """The 6 digits typed (spaces allowed), or InvalidInput."""
     entered = code.strip().replace(" ", "")
     if not SECURITY_CODE_RE.fullmatch(entered):
         raise InvalidInput("The security code is the 6 digits from the e-mail.")
-    steps: dict[str, Any] = {"method": "two-factor", "step": "security_code"}
-    until = _lock(session, number)
-    if until is not None:
-        raise _refused_locked(session, until, clinic=clinic, cpr=number, **steps)
-    user = _user_for_update(session, number)
+    return entered
+
+
+def _code_failed(
+    session: Session, message: str, reason: str, /, *, clinic: Clinic, cpr: str, **details: Any
+) -> Exception:
+    """A failed security-code try: ``_failure`` of the code step."""
+    return _failure(
+        session,
+        message,
+        clinic=clinic,
+        cpr=cpr,
+        action=Action.PORTAL_LOGIN_FAILED,
+        reason=reason,
+        **CODE_STEP,
+        **details,
+    )
+
+
+def _pending_code(
+    session: Session, *, clinic: Clinic, cpr: str, attempt: str | None
+) -> tuple[PortalUser, ClinicLink, OneTimeCode]:
+    """The user, its link here and its pending security code, which this login's attempt
+    id may try here; else ``CODE_NOT_VALID``, counted, the code untouched."""
+    user = _user_for_update(session, cpr)
     link = None if user is None else _link(session, clinic, user)
     row = None
     if user is not None and link is not None:
         assert user.id is not None
         row = codes.current(session, user_id=user.id, purpose=codes.LOGIN)
-
-    def failed(message: str, reason: str, **details: Any) -> Exception:
-        return _failure(
-            session,
-            message,
-            clinic=clinic,
-            cpr=number,
-            action=Action.PORTAL_LOGIN_FAILED,
-            reason=reason,
-            **steps,
-            **details,
-        )
-
     if user is None or link is None or row is None:
         reason = "unknown_user" if user is None else "not_linked" if link is None else "no_code"
-        raise failed(CODE_NOT_VALID, reason)
+        raise _code_failed(session, CODE_NOT_VALID, reason, clinic=clinic, cpr=cpr)
     if not codes.belongs_to(row, attempt):
-        raise failed(CODE_NOT_VALID, "other_attempt")
+        raise _code_failed(session, CODE_NOT_VALID, "other_attempt", clinic=clinic, cpr=cpr)
     if row.clinic_id is not None and row.clinic_id != clinic.id:
-        raise failed(CODE_NOT_VALID, "other_clinic")
-    assert user.id is not None and clinic.id is not None
-    allowed, why = login_rules.two_factor_allowed(session, clinic_id=clinic.id, user=user)
-    if not allowed:
-        raise _refused(
-            session,
-            MITID_REQUIRED,
-            clinic=clinic,
-            cpr=number,
-            action=Action.PORTAL_LOGIN_REFUSED,
-            reason="mitid_required",
-            why=why,
-            **steps,
-        )
+        raise _code_failed(session, CODE_NOT_VALID, "other_clinic", clinic=clinic, cpr=cpr)
+    return user, link, row
+
+
+def _check_code(
+    session: Session, *, user: PortalUser, row: OneTimeCode, entered: str, clinic: Clinic, cpr: str
+) -> None:
+    """Try the entered code (``codes.check``); refuse unless it is right."""
+    assert user.id is not None
     result = codes.check(session, user_id=user.id, purpose=codes.LOGIN, code=entered)
     if result == CodeCheck.OK:
-        throttle.success(session, kind=throttle.PATIENT, name=number)
-        _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, method="two-factor")
-        session.commit()
-        return user
+        return
     if result == CodeCheck.WRONG:
         left = max(codes.MAX_ATTEMPTS - row.attempts, 0)
-        raise failed(CODE_NOT_VALID, "wrong_code", wrong_code=left)
+        raise _code_failed(
+            session, CODE_NOT_VALID, "wrong_code", clinic=clinic, cpr=cpr, wrong_code=left
+        )
     if result == CodeCheck.EXHAUSTED:
-        raise failed(
+        raise _code_failed(
+            session,
             f"Wrong security code; after {codes.MAX_ATTEMPTS} wrong tries it no longer works: "
             "log in again to get a new code.",
             "code_exhausted",
+            clinic=clinic,
+            cpr=cpr,
             generic=CODE_NOT_VALID,
         )
     if result == CodeCheck.EXPIRED:
@@ -489,9 +541,9 @@ def verify_code(
             f"The security code has expired (codes are valid for {CODE_MINUTES} minutes): "
             "log in again to get a new code.",
             clinic=clinic,
-            cpr=number,
+            cpr=cpr,
             action=Action.PORTAL_LOGIN_FAILED,
             reason="code_expired",
-            **steps,
+            **CODE_STEP,
         )
-    raise failed(CODE_NOT_VALID, "no_code")
+    raise _code_failed(session, CODE_NOT_VALID, "no_code", clinic=clinic, cpr=cpr)
