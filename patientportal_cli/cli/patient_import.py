@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,9 +25,13 @@ from patientportal_cli.cli.common import (
 from patientportal_cli.services.importing import BATCH_SIZE
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from patientportal_cli.output import Output
+    from patientportal_cli.services.auth import Actor
     from patientportal_cli.services.importing.apply import Applied
     from patientportal_cli.services.importing.plan import Plan
+    from patientportal_cli.services.importing.reader import ImportFile
 
 PLAN_LINES = [
     ("create", "create user and link"),
@@ -38,57 +43,64 @@ PLAN_LINES = [
 ]
 
 
+FileArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE|-",
+        help="CSV (as Excel writes it) or JSON Lines file; - reads standard input.",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="csv or jsonl (default: from the file's extension, else csv)."),
+]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoding", help="Text encoding (default: UTF-8, with or without BOM, else cp1252)."
+    ),
+]
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option("--delimiter", help="CSV delimiter: ';', ',' or tab (default: detected)."),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Write the rejected rows (line, row, reason) as CSV here."),
+]
+NoInviteOpt = Annotated[
+    bool, typer.Option("--no-invite", help="Do not e-mail activation codes to new users.")
+]
+NoSendOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-send",
+        help="Queue the e-mails but do not deliver them now (later: patientportal mail send).",
+    ),
+]
+ConfirmEmailOwnerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm-email-owner",
+        help="Confirm, for every row with the no-MitID flag, that the e-mail address "
+        "belongs to the patient or to a person with power of attorney (fuldmagt).",
+    ),
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", hidden=True, min=1, max=50_000)]
+
+
 def import_(
-    file: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE|-",
-            help="CSV (as Excel writes it) or JSON Lines file; - reads standard input.",
-        ),
-    ],
-    file_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format", help="csv or jsonl (default: from the file's extension, else csv)."
-        ),
-    ] = None,
-    encoding: Annotated[
-        str | None,
-        typer.Option(
-            "--encoding", help="Text encoding (default: UTF-8, with or without BOM, else cp1252)."
-        ),
-    ] = None,
-    delimiter: Annotated[
-        str | None,
-        typer.Option("--delimiter", help="CSV delimiter: ';', ',' or tab (default: detected)."),
-    ] = None,
+    file: FileArg,
+    file_format: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Write the rejected rows (line, row, reason) as CSV here."),
-    ] = None,
-    no_invite: Annotated[
-        bool, typer.Option("--no-invite", help="Do not e-mail activation codes to new users.")
-    ] = False,
-    no_send: Annotated[
-        bool,
-        typer.Option(
-            "--no-send",
-            help="Queue the e-mails but do not deliver them now (later: patientportal mail send).",
-        ),
-    ] = False,
-    confirm_email_owner: Annotated[
-        bool,
-        typer.Option(
-            "--confirm-email-owner",
-            help="Confirm, for every row with the no-MitID flag, that the e-mail address "
-            "belongs to the patient or to a person with power of attorney (fuldmagt).",
-        ),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", hidden=True, min=1, max=50_000)
-    ] = BATCH_SIZE,
+    report: ReportOpt = None,
+    no_invite: NoInviteOpt = False,
+    no_send: NoSendOpt = False,
+    confirm_email_owner: ConfirmEmailOwnerOpt = False,
+    batch_size: BatchSizeOpt = BATCH_SIZE,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
@@ -101,87 +113,144 @@ def import_(
     interrupted finishes when run again. Exit code 0: every row applied or already there;
     3: some rows were rejected; 2: the file could not be read.
     """
-    from patientportal_cli import prompts
-    from patientportal_cli.errors import Refused, RowsRejected
-    from patientportal_cli.services.importing import apply as apply_mod
-    from patientportal_cli.services.importing import plan as plan_mod
-    from patientportal_cli.services.importing.reader import open_import
+    from patientportal_cli.errors import RowsRejected
 
     output = out(fmt)
-    say = output.message
     if report is not None:
         check_report_path(report, file)  # before anything is read or written
-    spool = ExitStack()  # HOME/spool/RUN: the spool of both phases, removed at the end
-    spool_dir = spool.enter_context(files.spool(home()))
-    try:
+    run = _Run(output, fmt, report, dry_run)
+    with (
+        _open_source(output, file, file_format, encoding, delimiter) as (source, spool_dir),
+        staff_session(output, clinic=clinic_code) as (session, actor),
+        _make_plan(
+            session,
+            actor,
+            source,
+            spool_dir,
+            confirm_email_owner=confirm_email_owner,
+            invite=not no_invite,
+            batch_size=batch_size,
+        ) as plan,
+    ):
+        if plan.counts.rows == 0:
+            output.message(f"{source.name} has a header but no rows: nothing to import.")
+            run.finish(plan, None)
+            return
+        _show_plan(output.message, plan)
+        if dry_run or plan.counts.to_apply() == 0:
+            _end_without_changes(run, plan)
+            return
+        _confirm(plan, yes)
+        applied = _apply(session, output, plan)
+        run.finish(plan, applied)
+    _send(output, plan, applied, no_send)
+    rejected = plan.counts.rejected + applied.rejected
+    if rejected:
+        raise RowsRejected(_rejected_text(rejected, report, False))
+
+
+@contextmanager
+def _open_source(
+    output: Output, file: str, file_format: str | None, encoding: str | None, delimiter: str | None
+) -> Iterator[tuple[ImportFile, Path]]:
+    """The import file opened, and HOME/spool/RUN: the spool of both phases; both are
+    removed at the end."""
+    from patientportal_cli.services.importing.reader import open_import
+
+    with files.spool(home()) as spool_dir:
         source = open_import(
             file, format=file_format, encoding=encoding, delimiter=delimiter, spool_dir=spool_dir
         )
-    except BaseException:
-        spool.close()
-        raise
-    for notice in source.notices:
-        output.message("Note: " + notice)
-    applied: Applied | None = None
-    with spool, source, staff_session(output, clinic=clinic_code) as (session, actor):
-        clinic_id, _ = actor.require_clinic()
-        ctx = plan_mod.context(
-            session,
-            clinic_id=clinic_id,
-            actor=actor.username,
-            confirm_email_owner=confirm_email_owner,
-            invite=not no_invite,
-            source=source.name,
-        )
-        with _progress("Checking rows", None) as advance:
-            plan = plan_mod.make_plan(
-                session,
-                source=source,
-                ctx=ctx,
-                batch_size=batch_size,
-                on_progress=advance,
-                spool_dir=spool_dir,
-            )
-        with plan:
-            counts = plan.counts
-            if counts.rows == 0:
-                output.message(f"{source.name} has a header but no rows: nothing to import.")
-                _finish(output, fmt, plan, None, report, dry_run)
-                return
-            _show_plan(say, plan)
-            todo = counts.to_apply()
-            if dry_run or todo == 0:
-                if todo == 0 and not dry_run:
-                    say(f"Nothing to change: no row needs a change at clinic {ctx.clinic_code}.")
-                if dry_run:
-                    say("Dry run: nothing was changed.")
-                _finish(output, fmt, plan, None, report, dry_run)
-                if counts.rejected:
-                    raise RowsRejected(_rejected_text(counts.rejected, report, dry_run))
-                return
-            if not yes and not prompts.confirm(
-                f"Apply {todo} change(s) at clinic {ctx.clinic_code}?", flag="--yes"
-            ):
-                raise Refused("Not confirmed; nothing was imported.")
-            with _progress("Importing", todo) as advance:
-                applied = apply_mod.apply_plan(session, plan, on_progress=advance)
-            _show_applied(say, plan, applied)
-            _finish(output, fmt, plan, applied, report, dry_run)
-            rejected = counts.rejected + applied.rejected
-    if applied is None:  # pragma: no cover - every other path returned or raised
-        return
-    if applied.mails and not no_send:
-        from patientportal_cli.cli.mail import send_queued
+        with source:
+            for notice in source.notices:
+                output.message("Note: " + notice)
+            yield source, spool_dir
 
-        sent, _failed = send_queued(output, clinic=ctx.clinic_code)
-        if sent:
-            output.message(f"E-mails sent: {sent}.")
-    elif applied.mails:
+
+def _make_plan(
+    session: Session,
+    actor: Actor,
+    source: ImportFile,
+    spool_dir: Path,
+    *,
+    confirm_email_owner: bool,
+    invite: bool,
+    batch_size: int,
+) -> Plan:
+    """Phase one: read and check every row, with a progress bar."""
+    from patientportal_cli.services.importing import plan as plan_mod
+
+    clinic_id, _ = actor.require_clinic()
+    ctx = plan_mod.context(
+        session,
+        clinic_id=clinic_id,
+        actor=actor.username,
+        confirm_email_owner=confirm_email_owner,
+        invite=invite,
+        source=source.name,
+    )
+    with _progress("Checking rows", None) as advance:
+        return plan_mod.make_plan(
+            session,
+            source=source,
+            ctx=ctx,
+            batch_size=batch_size,
+            on_progress=advance,
+            spool_dir=spool_dir,
+        )
+
+
+def _end_without_changes(run: _Run, plan: Plan) -> None:
+    """--dry-run, or no row needs a change: say so, finish; exit 3 when rows were rejected."""
+    from patientportal_cli.errors import RowsRejected
+
+    if run.dry_run:
+        run.output.message("Dry run: nothing was changed.")
+    else:
+        run.output.message(
+            f"Nothing to change: no row needs a change at clinic {plan.ctx.clinic_code}."
+        )
+    run.finish(plan, None)
+    if plan.counts.rejected:
+        raise RowsRejected(_rejected_text(plan.counts.rejected, run.report, run.dry_run))
+
+
+def _confirm(plan: Plan, yes: bool) -> None:
+    """Phase two starts only when confirmed (or --yes)."""
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Refused
+
+    if not yes and not prompts.confirm(
+        f"Apply {plan.counts.to_apply()} change(s) at clinic {plan.ctx.clinic_code}?",
+        flag="--yes",
+    ):
+        raise Refused("Not confirmed; nothing was imported.")
+
+
+def _apply(session: Session, output: Output, plan: Plan) -> Applied:
+    """Phase two: the plan's rows in batches, with a progress bar; then what was done."""
+    from patientportal_cli.services.importing import apply as apply_mod
+
+    with _progress("Importing", plan.counts.to_apply()) as advance:
+        applied = apply_mod.apply_plan(session, plan, on_progress=advance)
+    _show_applied(output.message, plan, applied)
+    return applied
+
+
+def _send(output: Output, plan: Plan, applied: Applied, no_send: bool) -> None:
+    """Deliver the e-mails the import queued, unless --no-send."""
+    if not applied.mails:
+        return
+    if no_send:
         output.message(
             f"E-mails queued: {applied.mails}; deliver them with `patientportal mail send`."
         )
-    if rejected:
-        raise RowsRejected(_rejected_text(rejected, report, False))
+        return
+    from patientportal_cli.cli.mail import send_queued
+
+    sent, _failed = send_queued(output, clinic=plan.ctx.clinic_code)
+    if sent:
+        output.message(f"E-mails sent: {sent}.")
 
 
 def _rejected_text(count: int, report: Path | None, dry_run: bool) -> str:
@@ -227,28 +296,31 @@ def _show_applied(say: Callable[[str], None], plan: Plan, applied: Applied) -> N
         say(f"Rejected while applying: {applied.rejected} (changed by someone else meanwhile).")
 
 
-def _finish(
-    output: Output,
-    fmt: Fmt,
-    plan: Plan,
-    applied: Applied | None,
-    report: Path | None,
-    dry_run: bool,
-) -> None:
-    if report is not None:
-        written = _write_report(report, plan)
-        output.message(f"Rejected rows written to {report}: {written}.")
-    if fmt == Fmt.table:
-        return
-    summary = _summary(plan, applied, report, dry_run)
-    if fmt == Fmt.json:
-        output._json(summary)
-    else:
-        flat = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
-        flat.update({f"plan_{k}": v for k, v in summary["plan"].items()})
-        if summary["applied"]:
-            flat.update({f"applied_{k}": v for k, v in summary["applied"].items()})
-        output.record(flat)
+@dataclass(frozen=True)
+class _Run:
+    """What the end of a run needs from the command line."""
+
+    output: Output
+    fmt: Fmt
+    report: Path | None
+    dry_run: bool
+
+    def finish(self, plan: Plan, applied: Applied | None) -> None:
+        """Write --report, and the summary for --output json or csv."""
+        if self.report is not None:
+            written = _write_report(self.report, plan)
+            self.output.message(f"Rejected rows written to {self.report}: {written}.")
+        if self.fmt == Fmt.table:
+            return
+        summary = _summary(plan, applied, self.report, self.dry_run)
+        if self.fmt == Fmt.json:
+            self.output._json(summary)
+        else:
+            flat = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+            flat.update({f"plan_{k}": v for k, v in summary["plan"].items()})
+            if summary["applied"]:
+                flat.update({f"applied_{k}": v for k, v in summary["applied"].items()})
+            self.output.record(flat)
 
 
 def _summary(
