@@ -33,9 +33,11 @@ from typing import Any
 from patientportal_cli.services.masking import mask_cpr
 
 FORMATS = ("table", "json", "csv")
-CPR_KEYS = frozenset({"cpr"})
+CPR_KEYS = frozenset({"cpr", "patient_cpr", "holder_cpr"})
 # short values that read badly when wrapped in a table cell
-_NO_WRAP_KEYS = frozenset({"cpr", "id", "at", "created_at", "submitted_at", "linked_at"})
+_NO_WRAP_KEYS = frozenset(
+    {"cpr", "patient_cpr", "holder_cpr", "id", "at", "created_at", "submitted_at", "linked_at"}
+)
 # free text that may hold a CPR among other words (audit targets and details)
 FREE_TEXT_KEYS = frozenset({"target", "details"})
 _CPR_IN_TEXT = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")

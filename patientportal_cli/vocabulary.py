@@ -1,6 +1,6 @@
-"""The fixed words the code stores and compares: request statuses, code check outcomes
-and audit action names, in one place so a typo is a mypy error rather than a silent
-mismatch.
+"""The fixed words the code stores and compares: request statuses, code check outcomes,
+audit action names, and the kinds and bases of delegations, in one place so a typo is a
+mypy error rather than a silent mismatch.
 
 Each is a ``StrEnum``: a member *is* its string (``RequestStatus.PENDING == "pending"``,
 ``str()``, f-strings and ``json.dumps`` give the plain value), so what is stored in the
@@ -94,3 +94,27 @@ class Action(StrEnum):
     PORTAL_LOGIN_CODE_SENT = "portal.login_code_sent"
     PORTAL_CREDENTIALS_CONFIRMED = "portal.credentials_confirmed"
     PORTAL_CREDENTIALS_REPLACED = "portal.credentials_replaced"
+    # acting for someone else (services/delegations.py): each names both people
+    PORTAL_LOGIN_FOR = "portal.login_for"
+    GUARDIAN_ADD = "guardian.add"
+    GUARDIAN_REMOVE = "guardian.remove"
+    GUARDIAN_LIST = "guardian.list"
+    GUARDIAN_NOTICE = "guardian.notice"
+    PROXY_ADD = "proxy.add"
+    PROXY_REVOKE = "proxy.revoke"
+    PROXY_LIST = "proxy.list"
+    DELEGATION_CHECK = "delegation.check"
+
+
+class DelegationKind(StrEnum):
+    """``delegation.kind``: who acts for whom (services/delegations.py)."""
+
+    GUARDIAN = "guardian"  # for a child under 15; ends on the 15th birthday
+    PROXY = "proxy"  # a fuldmagt from an adult; ends on its end date or when revoked
+
+
+class Basis(StrEnum):
+    """``delegation.basis``: the legal ground a clinic recorded (``--basis``)."""
+
+    CUSTODY = "forældremyndighed"  # parental custody
+    POWER_OF_ATTORNEY = "fuldmagt"

@@ -14,7 +14,9 @@ from patientportal_cli.cli import (
     clinic,
     config,
     db,
+    delegations,
     demo,
+    housekeeping,
     mail,
     nomitid,
     patient_import,
@@ -109,6 +111,7 @@ command(app, "login")(auth.login)
 command(app, "logout")(auth.logout)
 command(app, "whoami")(auth.whoami)
 command(app, "demo")(demo.demo)
+command(app, "housekeeping")(housekeeping.housekeeping)
 command(patients.app, "import")(patient_import.import_)
 command(portal.app, "register")(registration.register)
 app.add_typer(config.app, name="config")
@@ -116,6 +119,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")
 app.add_typer(staff.app, name="staff")
 app.add_typer(audit.app, name="audit")
+patients.app.add_typer(delegations.guardian_app, name="guardian")
+patients.app.add_typer(delegations.proxy_app, name="proxy")
 app.add_typer(patients.app, name="patient")
 app.add_typer(nomitid.app, name="no-mitid")
 app.add_typer(mail.app, name="mail")

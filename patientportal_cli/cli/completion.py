@@ -142,6 +142,17 @@ def complete_roles(incomplete: str) -> list[str]:
     return [prefix + r for r in ROLES if r not in given and r.startswith(last.lower())]
 
 
+def complete_services(incomplete: str) -> list[str]:
+    """e-consultation, booking, prescription-renewal; after a comma, the services not yet
+    named ("booking," -> "booking,e-consultation", "booking,prescription-renewal")."""
+    from patientportal_cli.services.catalog import SERVICES
+
+    head, _, last = incomplete.rpartition(",")
+    given = {s.strip().lower() for s in head.split(",") if s.strip()}
+    prefix = f"{head}," if head else ""
+    return [prefix + s for s in SERVICES if s not in given and s.startswith(last.lower())]
+
+
 def complete_setting(incomplete: str) -> list[str]:
     """Setting names of config.toml and the keyring's secrets."""
     from patientportal_cli.config import SECRETS, SETTINGS

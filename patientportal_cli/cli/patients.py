@@ -1,5 +1,5 @@
 """patient: create, link, unlink, show, list, invite, unlock, access, log, update,
-reset-password."""
+reset-password (the guardian and proxy groups are in cli/delegations.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from patientportal_cli.cli.common import (
     out,
     staff_session,
 )
+from patientportal_cli.cli.completion import complete_services
 
 if TYPE_CHECKING:
     from patientportal_cli.output import Output
@@ -36,6 +37,7 @@ ServicesOpt = Annotated[
         "--services",
         help="Services to grant, comma-separated (e-consultation, booking, "
         "prescription-renewal); default: all the clinic offers.",
+        autocompletion=complete_services,
     ),
 ]
 NoMitidOpt = Annotated[
@@ -296,13 +298,21 @@ def show(
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """The patient's portal user and link to this clinic (the look-up is audited)."""
-    from patientportal_cli.services import patients
+    """The patient's portal user and link to this clinic (the look-up is audited), and
+    the guardians and proxies the patient has or is here, with their last day."""
+    from patientportal_cli.cli.delegations import DELEGATION_COLUMNS
+    from patientportal_cli.services import delegations
 
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
-        row = patients.show(session, actor=actor, cpr=cpr, fmt=fmt.value)
-        output.record(row.as_row(), title=f"Patient at {actor.clinic_code}")
+        view = delegations.show(session, actor=actor, cpr=cpr, fmt=fmt.value)
+        record = view.record.as_row()
+        acting = [d.as_row() for d in view.delegations]
+        if fmt != Fmt.table and acting:
+            record["delegations"] = acting  # present only when there are any
+        output.record(record, title=f"Patient at {actor.clinic_code}")
+        if fmt == Fmt.table and acting:
+            output.rows(acting, DELEGATION_COLUMNS, title="Guardians and proxies")
 
 
 @command(app, "list")
@@ -401,24 +411,49 @@ def unlock(
 @command(app, "access")
 def access(
     cpr: CprArg,
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="PATIENT_CPR",
+            help="Instead: can CPR act for this patient here (guardian or proxy), and until when?",
+        ),
+    ] = None,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """Which login methods work for the patient at this clinic now, and why not
-    (the look-up is audited)."""
-    from patientportal_cli.services import patients
+    """Which login methods work for the patient at this clinic now, and why not, with the
+    guardians and proxies the patient has or is here (the look-up is audited).
+
+    With --for PATIENT_CPR: whether CPR may act for that patient here now, as guardian or
+    proxy, through which day and for which services.
+    """
+    from patientportal_cli.cli.delegations import DELEGATION_COLUMNS
+    from patientportal_cli.services import delegations
 
     output = out(fmt)
-    with staff_session(output, clinic=clinic_code) as (session, actor):
-        result = patients.login_access(session, actor=actor, cpr=cpr)
-    if fmt == Fmt.json:
-        output.record(result.as_row())
+    if for_ is not None:
+        with staff_session(output, clinic=clinic_code) as (session, actor):
+            answer = delegations.can_act(session, actor=actor, holder_cpr=cpr, patient_cpr=for_)
+            output.record(answer.as_row(), title=f"Acting for someone at {actor.clinic_code}")
         return
-    rows = [
-        {"method": label, **decision.as_dict()}
-        for decision, label in ((result.mitid, "MitID"), (result.two_factor, "two-factor"))
-    ]
-    output.rows(rows, [("method", "Method"), ("allowed", "Allowed"), ("reason", "Reason")])
+    with staff_session(output, clinic=clinic_code) as (session, actor):
+        view = delegations.access(session, actor=actor, cpr=cpr)
+        result = view.access
+        acting = [d.as_row() for d in view.delegations]
+        if fmt == Fmt.json:
+            record = result.as_row()
+            if acting:
+                record["delegations"] = acting  # present only when there are any
+            output.record(record)
+            return
+        rows = [
+            {"method": label, **decision.as_dict()}
+            for decision, label in ((result.mitid, "MitID"), (result.two_factor, "two-factor"))
+        ]
+        output.rows(rows, [("method", "Method"), ("allowed", "Allowed"), ("reason", "Reason")])
+        if acting and fmt == Fmt.table:
+            output.rows(acting, DELEGATION_COLUMNS, title="Guardians and proxies")
 
 
 LOG_COLUMNS = [

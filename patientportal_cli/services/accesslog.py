@@ -6,8 +6,9 @@ written, in the transaction of the look-up, at the clinic the staff member acts 
 - one patient: ``patient.show``, ``patient.access`` and ``patient.log`` (reading the log
   is itself a look-up), target ``cpr:NUMBER``; a revealed CPR number (``--show-cpr``)
   is ``cpr.reveal`` (written where the output is rendered, naming the numbers shown);
-- a listing (``patient.list``, ``no_mitid.list``): ONE event for the whole listing, with
-  the number of patients shown, the filter and the format (``-o json|csv`` are exports).
+- a listing (``patient.list``, ``no_mitid.list``, ``guardian.list``, ``proxy.list``):
+  ONE event for the whole listing, with the number of patients shown, the filter and
+  the format (``-o json|csv`` are exports).
   A listing that showed at most ``NAMED_AT_MOST`` patients (typically a ``--search`` for
   one person) also names their CPR numbers in ``details.cprs``, so it is in those
   patients' logs; a longer listing (the whole clinic, an export) names none: it is in the
@@ -15,8 +16,10 @@ written, in the transaction of the look-up, at the clinic the staff member acts 
 
 ``patient_log`` shows, for a patient linked at this clinic, what was done with the
 patient at this clinic and by whom: every event of this clinic whose target is the
-patient, the listings and reveals that named the patient, and the decisions on the
-patient's registration requests. Other clinics' events are never shown.
+patient, the listings and reveals that named the patient, the events about acting for
+someone that name the patient as either person (``BOTH``: a guardian's or proxy's login
+for the patient is in the log of the patient and of the holder), and the decisions on
+the patient's registration requests. Other clinics' events are never shown.
 """
 
 from __future__ import annotations
@@ -92,12 +95,28 @@ def _about(number: str) -> Any:
         col(AuditEvent.target) == target(number),
         # cpr.reveal names the numbers it showed, comma-separated
         (col(AuditEvent.action) == Action.CPR_REVEAL) & col(AuditEvent.target).contains(number),
-        (col(AuditEvent.action).in_(LISTINGS)) & col(AuditEvent.details).like(quoted),
+        (col(AuditEvent.action).in_(LISTINGS + BOTH)) & col(AuditEvent.details).like(quoted),
         (col(AuditEvent.action).startswith("request.")) & col(AuditEvent.details).like(quoted),
     )
 
 
-LISTINGS = (Action.PATIENT_LIST, Action.NO_MITID_LIST)
+LISTINGS = (
+    Action.PATIENT_LIST,
+    Action.NO_MITID_LIST,
+    Action.GUARDIAN_LIST,
+    Action.PROXY_LIST,
+)
+# events about two people (services/delegations.py): target the patient, and details
+# naming both ("patient", "holder"), so they are in the holder's log as well
+BOTH = (
+    Action.GUARDIAN_ADD,
+    Action.GUARDIAN_REMOVE,
+    Action.GUARDIAN_NOTICE,
+    Action.PROXY_ADD,
+    Action.PROXY_REVOKE,
+    Action.DELEGATION_CHECK,
+    Action.PORTAL_LOGIN_FOR,
+)
 
 
 @dataclass(frozen=True)

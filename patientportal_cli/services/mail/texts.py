@@ -214,6 +214,28 @@ def email_changed(*, name: str, clinic_name: str, new_email: str) -> tuple[str, 
     )
 
 
+def guardian_ending(
+    *, name: str, clinic_name: str, child_name: str, ends_on: str, last_day: str
+) -> tuple[str, str]:
+    """To a guardian, 30 days ahead: acting for the child ends on the 15th birthday
+    (``ends_on``, dd.mm.yyyy; ``last_day`` the day before)."""
+    return _mail(
+        f"Din adgang på vegne af {child_name} ophører snart – {clinic_name}",
+        name,
+        [
+            f"Du kan i dag handle på vegne af {child_name} hos {clinic_name} på {PORTAL}. "
+            f"Den adgang ophører den {ends_on}, når {child_name} fylder 15 år. Den sidste "
+            f"dag, du har adgang, er {last_day}.",
+            "Fra 15 år bestemmer den unge selv over sine helbredsoplysninger og logger ind "
+            "med sit eget MitID.",
+            "Hvis den unge ønsker, at du fortsat skal kunne hjælpe, kan den unge give dig en "
+            "fuldmagt. Kontakt klinikken for at få den registreret.",
+            "Har du spørgsmål, er du velkommen til at kontakte klinikken.",
+        ],
+        clinic_name,
+    )
+
+
 # template name -> the function that writes it. The outbox stores a message as its
 # template and arguments (never a code) and ``render`` writes it at delivery.
 TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
@@ -226,6 +248,7 @@ TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
     "no_mitid_set": no_mitid_set,
     "no_mitid_cleared": no_mitid_cleared,
     "email_changed": email_changed,
+    "guardian_ending": guardian_ending,
 }
 # templates that carry a one-time code, made at delivery: template -> the code's purpose
 # (``services/codes.py``)
