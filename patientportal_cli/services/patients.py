@@ -34,13 +34,16 @@ import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import tuple_
+from sqlalchemy import and_, func, or_, tuple_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
+from patientportal_cli.db.clock import utcnow
+from patientportal_cli.db.models import Clinic, ClinicLink, LoginThrottle, PortalUser
 from patientportal_cli.errors import Conflict, InvalidInput, NotFound, Refused
 from patientportal_cli.services import (
     accesslog,
@@ -80,6 +83,16 @@ def check_services(clinic: Clinic, value: str | list[str] | None) -> list[str]:
             f"Clinic {clinic.code} does not offer {extra[0]}: choose among {choices}."
         )
     return chosen
+
+
+ACTIVE = "active"
+NOT_ACTIVE = "not active"
+
+
+def status(user: PortalUser) -> str:
+    """What staff at every clinic see of an account: "active", or "not active" when it
+    is deactivated (``services/lifecycle.py``), never why (D26)."""
+    return NOT_ACTIVE if user.deactivated_at is not None else ACTIVE
 
 
 def _same_email(a: str, b: str) -> bool:
@@ -275,56 +288,85 @@ def _finish_link(
     invite: bool,
     dry_run: bool,
 ) -> LinkResult:
+    """What ``create`` and ``link`` end with: the result, the activation mail, the audit
+    event and the no-MitID flag; a dry run then undoes all of it and is audited as such."""
     user, link_row = linked.user, linked.link
     assert user.id is not None and clinic.id is not None
+    result = _link_result(clinic, linked, no_mitid=no_mitid, invite=invite, dry_run=dry_run)
+    if invite:
+        _send_activation(session, user=user, clinic=clinic)
+    _audit_link(session, actor=actor, clinic=clinic, linked=linked, action=action, result=result)
+    if no_mitid:
+        nomitid.apply_flag(session, actor=actor, clinic=clinic, user=user, link=link_row)
+    if dry_run:
+        _undo_dry_run(session, actor=actor, clinic=clinic, action=action, result=result)
+    session.commit()
+    return result
+
+
+def _link_result(
+    clinic: Clinic, linked: users.Linked, *, no_mitid: bool, invite: bool, dry_run: bool
+) -> LinkResult:
+    user = linked.user
     # a dry run links nothing: an existing user stays another clinic's, so untold
     told = linked.user_created or not dry_run
-    result = LinkResult(
+    return LinkResult(
         cpr=user.cpr,
         name=user.name if told else None,
         email=user.email if told else None,
         clinic_code=clinic.code,
         user_created=linked.user_created,
-        services=catalog.split_services(link_row.services),
+        services=catalog.split_services(linked.link.services),
         no_mitid=no_mitid,
         invited=invite,
         dry_run=dry_run,
         differences=sorted(linked.differences),
     )
-    if invite:
-        _send_activation(session, user=user, clinic=clinic)
+
+
+def _audit_link(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    linked: users.Linked,
+    action: Action,
+    result: LinkResult,
+) -> None:
     audit.record(
         session,
         actor=actor.username,
         clinic=clinic.code,
         action=action,
-        target=target(user.cpr),
+        target=target(result.cpr),
         details={
             "user_created": linked.user_created,
             "services": result.services,
-            "record_email": link_row.record_email,
-            "no_mitid": no_mitid,
-            "invited": invite,
+            "record_email": linked.link.record_email,
+            "no_mitid": result.no_mitid,
+            "invited": result.invited,
             "differences": result.differences,
         },
     )
-    if no_mitid:
-        nomitid.apply_flag(session, actor=actor, clinic=clinic, user=user, link=link_row)
-    if dry_run:
-        session.rollback()
-        audit.record(
-            session,
-            actor=actor.username,
-            clinic=clinic.code,
-            action=Action.PATIENT_DRY_RUN,
-            target=target(result.cpr),
-            details={
-                "command": action.removeprefix("patient."),
-                "user_exists": not linked.user_created,
-            },
-        )
-    session.commit()
-    return result
+
+
+def _undo_dry_run(
+    session: Session, *, actor: Actor, clinic: Clinic, action: Action, result: LinkResult
+) -> None:
+    """Roll the link back and audit only that it was checked (``patient.dry_run``); the
+    user may be gone with the rollback, so its CPR number comes from ``result``."""
+    session.rollback()
+    audit.record(
+        session,
+        actor=actor.username,
+        clinic=clinic.code,
+        action=Action.PATIENT_DRY_RUN,
+        target=target(result.cpr),
+        details={
+            "command": action.removeprefix("patient."),
+            "user_exists": not result.user_created,
+        },
+    )
 
 
 def _send_activation(session: Session, *, user: PortalUser, clinic: Clinic) -> None:
@@ -376,6 +418,7 @@ class PatientRecord:
     record_email: str | None
     origin: str
     activated: bool
+    status: str
     mitid_verified_at: datetime | None
     clinic: str
     linked_at: datetime
@@ -408,6 +451,7 @@ def record(
         record_email=link_row.record_email,
         origin=user.origin,
         activated=bool(user.password_hash),
+        status=status(user),
         mitid_verified_at=user.mitid_verified_at,
         clinic=clinic.code,
         linked_at=link_row.linked_at,
@@ -482,6 +526,80 @@ def parse_cursor(text: str) -> tuple[str, int]:
     )
 
 
+@dataclass(frozen=True)
+class CareFilter:
+    """``patient list``'s filters for accounts that need care (issue 15, D30); every one
+    given must hold. ``inactive_since``: no portal login since this instant (naive UTC),
+    or never one and created before it."""
+
+    never_activated: bool = False
+    inactive_since: datetime | None = None
+    locked: bool = False
+    deactivated: bool = False
+    shared_email: bool = False
+
+    def given(self) -> dict[str, Any]:
+        """The filters given, for the listing's audit event."""
+        values = {
+            "never_activated": self.never_activated,
+            "inactive_since": self.inactive_since.isoformat() if self.inactive_since else None,
+            "locked": self.locked,
+            "deactivated": self.deactivated,
+            "shared_email": self.shared_email,
+        }
+        return {k: v for k, v in values.items() if v}
+
+    def where(self, query: Any, clinic_id: int) -> Any:
+        """``query`` (of PortalUser joined with this clinic's links) narrowed in SQL."""
+        if self.never_activated:
+            query = query.where(col(PortalUser.password_hash).is_(None))
+        if self.deactivated:
+            query = query.where(col(PortalUser.deactivated_at).is_not(None))
+        if self.inactive_since is not None:
+            cutoff = self.inactive_since
+            query = query.where(
+                or_(
+                    col(PortalUser.last_login_at) < cutoff,
+                    and_(
+                        col(PortalUser.last_login_at).is_(None),
+                        col(PortalUser.created_at) < cutoff,
+                    ),
+                )
+            )
+        if self.shared_email:
+            other, other_link = aliased(PortalUser), aliased(ClinicLink)
+            query = query.where(
+                select(other.id)
+                .join(other_link, col(other_link.user_id) == other.id)
+                .where(
+                    other_link.clinic_id == clinic_id,
+                    func.lower(other.email) == func.lower(PortalUser.email),
+                    other.id != PortalUser.id,
+                )
+                .exists()
+            )
+        return query
+
+
+def parse_day(text: str, *, flag: str) -> datetime:
+    """``YYYY-MM-DD`` as the instant its day starts in Copenhagen (naive UTC)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"Invalid {flag} {text!r}: give a date as YYYY-MM-DD.") from None
+    start = datetime.combine(day, time(0, 0), tzinfo=ZoneInfo("Europe/Copenhagen"))
+    return start.astimezone(UTC).replace(tzinfo=None)
+
+
+def _locked_keys(session: Session) -> set[str]:
+    """The throttle keys locked now (``services/throttle.py``): a handful at most."""
+    now = utcnow()
+    found = session.exec(
+        select(LoginThrottle.key).where(col(LoginThrottle.locked_until) > now)
+    ).all()
+    return set(found)
+
+
 def iter_patients(
     session: Session,
     *,
@@ -490,6 +608,7 @@ def iter_patients(
     no_mitid_only: bool = False,
     after: tuple[str, int] | None = None,
     batch: int = 1000,
+    care: CareFilter | None = None,
 ) -> Iterator[tuple[PortalUser, ClinicLink]]:
     """This clinic's patients, ordered by name (then user id), in keyset batches.
 
@@ -498,10 +617,11 @@ def iter_patients(
     batches and a commit in between (a CPR reveal's audit event) does no harm.
     ``after`` starts after that (name, user id). ``search`` matches a part of the name
     or e-mail (case-insensitive, also for æ, ø, å on SQLite) or, when it is made of
-    digits (a hyphen or space allowed), a part of the CPR number.
+    digits (a hyphen or space allowed), a part of the CPR number. ``care``: only the
+    accounts that need care (``CareFilter``).
     """
     clinic = current_clinic(session, actor)  # now, not at the first row
-    return _batches(session, clinic, search, no_mitid_only, after, batch)
+    return _batches(session, clinic, search, no_mitid_only, after, batch, care or CareFilter())
 
 
 def _batches(
@@ -511,11 +631,14 @@ def _batches(
     no_mitid_only: bool,
     key: tuple[str, int] | None,
     batch: int,
+    care: CareFilter,
 ) -> Iterator[tuple[PortalUser, ClinicLink]]:
     needle = _fold(search.strip()) if search and search.strip() else None
     digits = needle.replace("-", "").replace(" ", "") if needle else None
     if digits is not None and not digits.isdigit():
         digits = None
+    assert clinic.id is not None
+    locked = _locked_keys(session) if care.locked else None
     while True:
         query = (
             select(PortalUser, ClinicLink)
@@ -524,6 +647,7 @@ def _batches(
         )
         if no_mitid_only:
             query = query.where(col(ClinicLink.no_mitid).is_(True))
+        query = care.where(query, clinic.id)
         if key is not None:
             query = query.where(
                 tuple_(col(PortalUser.name), col(PortalUser.id)) > tuple_(key[0], key[1])
@@ -538,6 +662,8 @@ def _batches(
                 or needle in _fold(user.email)
                 or (digits is not None and digits in user.cpr)
             ):
+                continue
+            if locked is not None and throttle.key(throttle.PATIENT, user.cpr) not in locked:
                 continue
             yield user, link_row
         if len(found) < batch:
@@ -607,6 +733,7 @@ def list_patients(
     fmt: str = "table",
     limit: int | None = None,
     after: str | None = None,
+    care: CareFilter | None = None,
 ) -> PatientListing:
     """This clinic's patients ordered by name, streamed (``iter_patients``): at most
     ``limit`` of them, after the ``after`` cursor (``make_cursor`` of the last row of
@@ -616,6 +743,8 @@ def list_patients(
         raise InvalidInput("--limit must be 1 or more.")
     start = parse_cursor(after) if after is not None else None
     filters: dict[str, Any] = {"search": search, "no_mitid": no_mitid_only}
+    if care is not None:
+        filters.update(care.given())
     if limit is not None:
         filters["limit"] = limit
     if after is not None:
@@ -628,6 +757,7 @@ def list_patients(
         no_mitid_only=no_mitid_only,
         after=start,
         batch=first,
+        care=care,
     )
     return PatientListing(
         session, actor=actor, matches=matches, limit=limit, filters=filters, fmt=fmt
@@ -643,6 +773,7 @@ class PatientRow:
     email: str
     record_email: str | None
     activated: bool
+    status: str
     no_mitid: bool
     services: list[str]
     linked_at: datetime
@@ -659,6 +790,7 @@ def list_row(user: PortalUser, link_row: ClinicLink) -> PatientRow:
         email=user.email,
         record_email=link_row.record_email,
         activated=bool(user.password_hash),
+        status=status(user),
         no_mitid=link_row.no_mitid,
         services=catalog.split_services(link_row.services),
         linked_at=link_row.linked_at,
