@@ -24,7 +24,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -430,66 +430,99 @@ def deliver(
     """Send the queued messages once: ``clinic_code``'s (with those of no clinic when
     ``legacy``), or every clinic's when it is None. Returns (sent, failed, the distinct
     errors in order)."""
+    ids = _queued_ids(session, clinic_code=clinic_code, legacy=legacy)
+    tally = _Tally()
+    if not ids:
+        return tally.result()
+    # Connect before claiming anything: no database lock is held while connecting.
+    try:
+        transport = _connect(settings)
+    except MailError as exc:
+        for message_id in ids:
+            _failure(session, tally, message_id, str(exc))
+        return tally.result()
+    try:
+        for message_id in ids:
+            _deliver_one(session, transport, settings, message_id, tally)
+    finally:
+        transport.close()
+    return tally.result()
+
+
+@dataclass
+class _Tally:
+    """One ``deliver`` run: how many were sent and failed, and the distinct errors."""
+
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def result(self) -> tuple[int, int, list[str]]:
+        return self.sent, self.failed, self.errors
+
+
+def _queued_ids(session: Session, *, clinic_code: str | None, legacy: bool) -> list[int]:
+    """The ids of the queued messages ``deliver`` sends; ends the reading transaction
+    (none is held during network I/O). An unknown clinic has none."""
     clinic_id = None
     if clinic_code is not None:
         clinic_id = session.exec(
             select(Clinic.id).where(Clinic.code == clinic_code.strip().upper())
         ).first()
         if clinic_id is None:
-            return 0, 0, []
+            return []
     ids = [
         m.id for m in outbox.queued(session, clinic_id=clinic_id, legacy=legacy) if m.id is not None
     ]
-    session.commit()  # end the reading transaction before any network I/O
-    if not ids:
-        return 0, 0, []
-    sent = failed = 0
-    errors: list[str] = []
+    session.commit()
+    return ids
 
-    def failure(message_id: int, error: str) -> None:
-        nonlocal failed
-        session.rollback()  # undo a code issued for the message
-        message = _claim(session, message_id)
-        if message is None:
-            session.rollback()
-            return
-        _fail(session, message, error)
-        failed += 1
-        if error not in errors:
-            errors.append(error)
 
-    # Connect before claiming anything: no database lock is held while connecting.
+def _connect(settings: MailSettings) -> Transport:
+    """An open transport; MailError (nothing left open) when it cannot connect."""
     transport: Transport | None = None
     try:
         transport = open_transport(settings)
         transport.open()
-    except MailError as exc:
+    except MailError:
         if transport is not None:
             transport.close()
-        for message_id in ids:
-            failure(message_id, str(exc))
-        return sent, failed, errors
+        raise
+    return transport
 
+
+def _deliver_one(
+    session: Session, transport: Transport, settings: MailSettings, message_id: int, tally: _Tally
+) -> None:
+    """Claim, write, send and mark one message, in its own transaction."""
+    message = _claim(session, message_id)
+    if message is None:  # sent meanwhile, or another process is sending it
+        session.rollback()
+        return
+    now = utcnow()
+    if _stale(message, now):
+        _discard(session, message, now)
+        return
     try:
-        for message_id in ids:
-            message = _claim(session, message_id)
-            if message is None:  # sent meanwhile, or another process is sending it
-                session.rollback()
-                continue
-            now = utcnow()
-            if _stale(message, now):
-                _discard(session, message, now)
-                continue
-            try:
-                transport.send(_outbox_message(session, message, settings))
-            except MailError as exc:
-                failure(message_id, str(exc))
-                continue
-            _sent(session, message, now)
-            sent += 1
-    finally:
-        transport.close()
-    return sent, failed, errors
+        transport.send(_outbox_message(session, message, settings))
+    except MailError as exc:
+        _failure(session, tally, message_id, str(exc))
+        return
+    _sent(session, message, now)
+    tally.sent += 1
+
+
+def _failure(session: Session, tally: _Tally, message_id: int, error: str) -> None:
+    """Record ``error`` on the message (it stays queued), undoing a code issued for it."""
+    session.rollback()
+    message = _claim(session, message_id)
+    if message is None:
+        session.rollback()
+        return
+    _fail(session, message, error)
+    tally.failed += 1
+    if error not in tally.errors:
+        tally.errors.append(error)
 
 
 def send_now(*, settings: MailSettings, to: str, subject: str, body: str) -> None:
