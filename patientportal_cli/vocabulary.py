@@ -68,6 +68,7 @@ class Action(StrEnum):
     PATIENT_RESET_PASSWORD = "patient.reset_password"
     PATIENT_IMPORT = "patient.import"
     PATIENT_DRY_RUN = "patient.dry_run"
+    PATIENT_CHANGE_CPR = "patient.change_cpr"  # services/cpr_change.py
     # look-ups (services/accesslog.py)
     PATIENT_SHOW = "patient.show"
     PATIENT_ACCESS = "patient.access"

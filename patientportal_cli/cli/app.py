@@ -13,6 +13,7 @@ from patientportal_cli.cli import (
     auth,
     clinic,
     config,
+    cpr_change,
     db,
     delegations,
     demo,
@@ -113,6 +114,7 @@ command(app, "whoami")(auth.whoami)
 command(app, "demo")(demo.demo)
 command(app, "housekeeping")(housekeeping.housekeeping)
 command(patients.app, "import")(patient_import.import_)
+command(patients.app, "change-cpr")(cpr_change.change_cpr)
 command(portal.app, "register")(registration.register)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")

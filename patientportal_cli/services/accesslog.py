@@ -20,6 +20,9 @@ patient, the listings and reveals that named the patient, the events about actin
 someone that name the patient as either person (``BOTH``: a guardian's or proxy's login
 for the patient is in the log of the patient and of the holder), and the decisions on
 the patient's registration requests. Other clinics' events are never shown.
+
+A person whose CPR number changed (``patient change-cpr``) is found by either number,
+and the log covers every number they have had (``cpr_change``).
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
-from patientportal_cli.db.models import AuditEvent
-from patientportal_cli.services import audit
+from patientportal_cli.db.models import AuditEvent, Clinic, PortalUser
+from patientportal_cli.errors import NotFound
+from patientportal_cli.services import audit, cpr_change
 from patientportal_cli.services.auth import Actor
-from patientportal_cli.services.users import current_clinic, lookup, target
+from patientportal_cli.services.cpr import normalize_cpr
+from patientportal_cli.services.masking import mask_cpr
+from patientportal_cli.services.users import current_clinic, find_link, lookup, target
 from patientportal_cli.vocabulary import Action
 
 # a listing of at most this many patients names them (it is a look-up of each)
@@ -140,11 +146,14 @@ def patient_log(session: Session, *, actor: Actor, cpr: str, fmt: str = "table")
     log is a look-up too: it is recorded (``patient.log``) after the events are read, so
     it is in the log shown next time."""
     clinic = current_clinic(session, actor)
-    user, _ = lookup(session, clinic=clinic, cpr=cpr)
+    user = _person(session, clinic, cpr)
     number = user.cpr
+    assert user.id is not None
+    # every number the person has had (services/cpr_change.py): the whole history
+    numbers = sorted({number} | cpr_change.numbers_of(session, user.id))
     query = (
         select(AuditEvent)
-        .where(AuditEvent.clinic == clinic.code, _about(number))
+        .where(AuditEvent.clinic == clinic.code, or_(*(_about(n) for n in numbers)))
         .order_by(col(AuditEvent.id).desc())
     )
     rows = [
@@ -160,6 +169,19 @@ def patient_log(session: Session, *, actor: Actor, cpr: str, fmt: str = "table")
     )
     session.commit()
     return rows
+
+
+def _person(session: Session, clinic: Clinic, cpr: str) -> PortalUser:
+    """This clinic's patient by the CPR number they have now or had before (a changed
+    number, ``cpr_change``); "not a patient at clinic X" otherwise."""
+    number = normalize_cpr(cpr)
+    user = cpr_change.find_by_number(session, number)
+    if user is None or user.cpr == number:
+        return lookup(session, clinic=clinic, cpr=number)[0]
+    assert user.id is not None and clinic.id is not None
+    if find_link(session, clinic_id=clinic.id, user_id=user.id) is None:
+        raise NotFound(f"{mask_cpr(number)} is not a patient at clinic {clinic.code}.")
+    return user
 
 
 def _summary(event: AuditEvent) -> dict[str, Any]:
