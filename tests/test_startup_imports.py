@@ -132,3 +132,36 @@ def test_importtime_of_the_app_lists_no_heavy_module(tmp_path):
     }
     assert "typer" in imported
     assert sorted(imported & set(HEAVY)) == []
+
+
+# What showing a patient does not use: each is loaded by the commands that need it (the
+# keyring only without PATIENTPORTAL_TOKEN, or when PostgreSQL asks for a password).
+NOT_FOR_A_LOOK_UP = ["alembic", "argon2", "email_validator", "keyring", "questionary"]
+RUN_COMMAND = r"""
+import json, sys
+from patientportal_cli.cli.app import main
+try:
+    main()
+except SystemExit as exc:
+    status = exc.code
+sys.stderr.write("\n@@REPORT@@" + json.dumps([status, sorted({m.split(".")[0] for m in sys.modules})]))
+"""
+
+
+def test_a_look_up_loads_only_what_it_uses(staff, cli) -> None:  # noqa: ANN001
+    """On both backends, with the token in PATIENTPORTAL_TOKEN (as the staff fixture)."""
+    cli("patient create 010203-1234 --name 'Ida Hansen' --email ida@example.dk --no-invite")
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, "patient", "show", "010203-1234"],
+        env={**os.environ, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+    assert "@@REPORT@@" in proc.stderr, proc.stderr
+    status, modules = json.loads(proc.stderr.split("@@REPORT@@")[-1])
+    assert status in (0, None), proc.stderr
+    assert "010203-****" in proc.stdout and "sqlmodel" in modules
+    assert sorted(set(modules) & set(NOT_FOR_A_LOOK_UP)) == []
