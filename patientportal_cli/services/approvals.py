@@ -261,60 +261,10 @@ def _decide(
     )
     if request is None:
         return None
-    assert clinic.id is not None and request.decided_at is not None
-    result = ReviewOutcome(
-        request_id=request_id,
-        status=status,
-        decided_by=actor.username,
-        decided_at=request.decided_at,
-        cpr=request.cpr,
-        name=request.name,
-        email=request.email,
-        reason=request.reason,
-    )
-    details: dict[str, object] = {"cpr": request.cpr, "via": via}
-    recipient = (request.email, request.name)
     if decision == "approve":
-        offered = catalog.split_services(clinic.services)
-        requested = catalog.split_services(request.services)
-        grant = services if services is not None else [s for s in requested if s in offered]
-        linked = users.ensure_linked(
-            session,
-            clinic_id=clinic.id,
-            cpr=request.cpr,
-            name=request.name,
-            email=request.email,
-            origin="self",
-            by=actor.username,
-            services=catalog.join_services(grant),
-            password_hash=request.password_hash,
-            vouched_at=request.mitid_verified_at,
-        )
-        if linked.user_created and request.mitid_verified_at is not None:
-            linked.user.mitid_verified_at = request.mitid_verified_at  # registered in MitID
-            session.add(linked.user)
-        if not linked.user_created:
-            # The request may have been made by anyone before this user existed: what it
-            # typed is not used, and the mail goes only to the user's own address.
-            recipient = (linked.user.email, linked.user.name)
-        if not linked.link_created:  # linked meanwhile (by staff): the link is left as it is
-            grant = catalog.split_services(linked.link.services)
-        result.services = grant
-        result.user_created, result.link_created = linked.user_created, linked.link_created
-        details.update(
-            services=grant,
-            user_created=linked.user_created,
-            link_created=linked.link_created,
-            differences=sorted(linked.differences),
-            mitid=request.mitid_verified_at is not None,
-        )
-        mail: dict[str, Any] = {"services": grant}
+        effect = _approve_claimed(session, request, actor=actor, clinic=clinic, services=services)
     else:
-        details["reason"] = request.reason
-        mail = {"reason": request.reason}
-        existing = users.find_user(session, request.cpr)
-        if existing is not None and request.mitid_verified_at is not None:
-            recipient = (existing.email, existing.name)  # the patient's own address
+        effect = _reject_claimed(session, request)
     request.password_hash = None  # moved to the new user, or no longer needed
     session.add(request)
     audit.record(
@@ -323,18 +273,111 @@ def _decide(
         clinic=clinic.code,
         action=Action.REQUEST_APPROVE if decision == "approve" else Action.REQUEST_REJECT,
         target=f"request:{request_id}",
-        details=details,
+        details={"cpr": request.cpr, "via": via, **effect.details},
     )
     outbox.enqueue(
         session,
-        to=recipient[0],
+        to=effect.recipient[0],
         template=f"request_{status}",
         clinic_id=clinic.id,
-        name=recipient[1],
+        name=effect.recipient[1],
         clinic_name=clinic.name,
-        **mail,
+        **effect.mail,
     )
-    return result
+    return _outcome(request, status=status, by=actor.username, effect=effect)
+
+
+@dataclass
+class _Effect:
+    """What a decision did, for its audit event and its mail."""
+
+    recipient: tuple[str, str]  # e-mail, name
+    details: dict[str, Any]
+    mail: dict[str, Any]
+    services: list[str] = field(default_factory=list)  # granted (approve)
+    user_created: bool = False
+    link_created: bool = False
+
+
+def _outcome(
+    request: RegistrationRequest, *, status: RequestStatus, by: str, effect: _Effect
+) -> ReviewOutcome:
+    assert request.id is not None and request.decided_at is not None
+    return ReviewOutcome(
+        request_id=request.id,
+        status=status,
+        decided_by=by,
+        decided_at=request.decided_at,
+        cpr=request.cpr,
+        name=request.name,
+        email=request.email,
+        reason=request.reason,
+        services=effect.services,
+        user_created=effect.user_created,
+        link_created=effect.link_created,
+    )
+
+
+def _approve_claimed(
+    session: Session,
+    request: RegistrationRequest,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    services: list[str] | None,
+) -> _Effect:
+    """Create or link the user (R1) with the services granted."""
+    assert clinic.id is not None
+    offered = catalog.split_services(clinic.services)
+    requested = catalog.split_services(request.services)
+    grant = services if services is not None else [s for s in requested if s in offered]
+    linked = users.ensure_linked(
+        session,
+        clinic_id=clinic.id,
+        cpr=request.cpr,
+        name=request.name,
+        email=request.email,
+        origin="self",
+        by=actor.username,
+        services=catalog.join_services(grant),
+        password_hash=request.password_hash,
+        vouched_at=request.mitid_verified_at,
+    )
+    if linked.user_created and request.mitid_verified_at is not None:
+        linked.user.mitid_verified_at = request.mitid_verified_at  # registered in MitID
+        session.add(linked.user)
+    recipient = (request.email, request.name)
+    if not linked.user_created:
+        # The request may have been made by anyone before this user existed: what it
+        # typed is not used, and the mail goes only to the user's own address.
+        recipient = (linked.user.email, linked.user.name)
+    if not linked.link_created:  # linked meanwhile (by staff): the link is left as it is
+        grant = catalog.split_services(linked.link.services)
+    details = {
+        "services": grant,
+        "user_created": linked.user_created,
+        "link_created": linked.link_created,
+        "differences": sorted(linked.differences),
+        "mitid": request.mitid_verified_at is not None,
+    }
+    return _Effect(
+        recipient,
+        details,
+        {"services": grant},
+        services=grant,
+        user_created=linked.user_created,
+        link_created=linked.link_created,
+    )
+
+
+def _reject_claimed(session: Session, request: RegistrationRequest) -> _Effect:
+    """Nothing changes but the request; the mail goes to the patient's own address when
+    the request was made inside MitID and the CPR number has a user."""
+    recipient = (request.email, request.name)
+    existing = users.find_user(session, request.cpr)
+    if existing is not None and request.mitid_verified_at is not None:
+        recipient = (existing.email, existing.name)  # the patient's own address
+    return _Effect(recipient, {"reason": request.reason}, {"reason": request.reason})
 
 
 def _chosen_services(clinic: Clinic, services: list[str] | str | None) -> list[str] | None:
