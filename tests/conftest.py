@@ -1,4 +1,5 @@
-"""Shared fixtures: a temp home per test, an in-memory keyring, both databases, the CLI.
+"""The fixtures (all of them; helpers are in tests/helpers/): a temp home per test, an
+in-memory keyring, both databases, the CLI, a staff member logged in, an SMTP server.
 
 Database-facing tests take the ``db_url`` fixture (or ``cli``/``staff``), which runs
 each test twice: on a fresh SQLite file and on a fresh PostgreSQL schema. PostgreSQL
@@ -7,48 +8,18 @@ tests skip when no server answers, except when CI is set: then they fail.
 
 from __future__ import annotations
 
-import os
-import shlex
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from typer.testing import CliRunner
+from aiosmtpd.controller import Controller
 
-from patientportal_cli.cli.app import app
 from patientportal_cli.db import engine as engine_mod
-
-pytest_plugins = ["tests.smtp_server"]
-
-PG_BASE = os.environ.get(
-    "PATIENTPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-PASSWORD = "Secret-pass1"
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        from keyring.errors import PasswordDeleteError
-
-        if self.store.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
+from tests.helpers.cli import PASSWORD, Cli, Staff
+from tests.helpers.db import pg_schema_url
+from tests.helpers.memory_keyring import MemoryKeyring
+from tests.helpers.smtp import Received, SmtpServer, free_port
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -94,50 +65,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     engine_mod.dispose_all()
 
 
-_pg_state: dict[str, Any] = {}
-
-
-def _pg_available() -> bool:
-    if "ok" not in _pg_state:
-        import sqlalchemy
-
-        try:
-            eng = sqlalchemy.create_engine(PG_BASE, connect_args={"connect_timeout": 3})
-            with eng.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            eng.dispose()
-            _pg_state["ok"] = True
-        except Exception as exc:  # noqa: BLE001
-            _pg_state["ok"] = False
-            _pg_state["error"] = str(exc).splitlines()[0]
-    return bool(_pg_state["ok"])
-
-
-def require_pg() -> None:
-    if not _pg_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required under CI: {_pg_state.get('error')}")
-        pytest.skip(f"no PostgreSQL server: {_pg_state.get('error')}")
-
-
-def pg_schema_url() -> Iterator[str]:
-    """A fresh schema on the test server; dropped afterwards."""
-    import sqlalchemy
-
-    require_pg()
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        engine_mod.dispose_all()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -158,71 +85,9 @@ def db_url(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     gen.close()
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-    exception: BaseException | None
-
-    def __repr__(self) -> str:
-        return f"Result(exit={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
-
-
-class Cli:
-    """Runs ``patientportal`` in-process (CliRunner) with exact stdout/stderr."""
-
-    def __init__(self) -> None:
-        self.runner = CliRunner()
-
-    def __call__(
-        self, args: str | list[str], *, input: str | None = None, expect: int | None = 0
-    ) -> Result:  # noqa: A002
-        argv = shlex.split(args) if isinstance(args, str) else list(args)
-        r = self.runner.invoke(app, argv, input=input, catch_exceptions=True)
-        result = Result(r.exit_code, r.stdout, r.stderr, r.exception)
-        if r.exception is not None and not isinstance(r.exception, SystemExit):
-            raise AssertionError(f"{argv} raised {r.exception!r}\n{result}") from r.exception
-        if expect is not None:
-            assert r.exit_code == expect, f"{argv}: expected exit {expect}, got {result}"
-        return result
-
-
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
-
-
-@dataclass
-class Staff:
-    cli: Cli
-    monkeypatch: pytest.MonkeyPatch
-
-    def login(self, username: str, password: str = PASSWORD, clinic: str | None = None) -> str:
-        self.monkeypatch.delenv("PATIENTPORTAL_TOKEN", raising=False)
-        args = ["login", username, "--password-stdin", "--print-token"]
-        if clinic:
-            args = ["--clinic", clinic, *args]
-        token = self.cli(args, input=password + "\n").stdout.strip()
-        self.monkeypatch.setenv("PATIENTPORTAL_TOKEN", token)
-        return token
-
-    def add(
-        self, username: str, role: str, *, name: str | None = None, clinic: str | None = None
-    ) -> None:
-        args = [
-            "staff",
-            "add",
-            username,
-            "--name",
-            name or username.title(),
-            "--role",
-            role,
-            "--password-stdin",
-        ]
-        if clinic:
-            args += ["--clinic", clinic]
-        self.cli(args, input=PASSWORD + "\n")
 
 
 @pytest.fixture
@@ -235,3 +100,16 @@ def staff(cli: Cli, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Staff:
     helper = Staff(cli, monkeypatch)
     helper.login("anna")
     return helper
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback for one test."""
+    handler = Received()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()

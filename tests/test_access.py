@@ -12,8 +12,8 @@ from pathlib import Path
 
 from patientportal_cli.db.models import ClinicLink, PortalUser
 from patientportal_cli.services import login_rules
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, link_of, users_with_cpr
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, link_of, users_with_cpr
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NEEDS_MITID = (

@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import AuditEvent, Clinic
 from patientportal_cli.services import audit, auth, clinics
-from tests.conftest import Cli
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import Cli
+from tests.helpers.cli import Staff as StaffHelper
 
 
 def session_for(db_url: str, home: Path) -> Session:

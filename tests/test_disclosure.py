@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, events, link_of, second_clinic, terminal
+from tests.helpers.cli import Cli, Staff, terminal
+from tests.helpers.db import db_session, events, link_of
+from tests.helpers.people import second_clinic
 
 CPR = "010203-1234"
 NUMBER = "0102031234"
@@ -183,7 +184,7 @@ def test_a_request_for_a_user_of_another_clinic_shows_only_what_was_asked(
 ) -> None:
     """The request holds what the person gave SYD; of the existing user, only that it
     exists (approving links it)."""
-    from tests.test_queue_support import register
+    from tests.helpers.people import register
 
     cli(f"patient create {CPR} --name 'Ida Hansen' --email ida@example.dk --no-invite")
     cli("clinic create SYD --name Sydklinikken --registration approval")

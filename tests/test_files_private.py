@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli import files
-from tests.conftest import PASSWORD, Cli, Staff
-from tests.test_import_support import DANES, patients_csv, write
+from tests.helpers.cli import PASSWORD, Cli, Staff
+from tests.helpers.csv_files import DANES, patients_csv, write
 
 
 @pytest.fixture(autouse=True)

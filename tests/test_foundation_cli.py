@@ -5,8 +5,6 @@ and tokens, staff, clinics, config. Exact output lines and exit codes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,13 +12,14 @@ import keyring
 import pytest
 from keyring.backends import fail
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, AuditEvent, Staff
-from tests.conftest import PASSWORD, Cli, MemoryKeyring
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import PASSWORD, Cli, lines
+from tests.helpers.cli import Staff as StaffHelper
+from tests.helpers.db import db_session
+from tests.helpers.memory_keyring import MemoryKeyring
 
 INIT = (
     "init --clinic NORD --clinic-name Nordklinikken --admin anna --admin-name 'Anna Admin' "
@@ -33,21 +32,8 @@ LOGIN_FAILED = (
 )
 
 
-def lines(text: str) -> list[str]:
-    """The non-blank lines of a rendering, without the padding around them; a table's
-    rule under its header becomes "-"."""
-    stripped = [line.strip() for line in text.splitlines() if line.strip()]
-    return ["-" if set(line) == {"─"} else line for line in stripped]
-
-
-@contextmanager
-def db(db_url: str, home: Path) -> Iterator[Session]:
-    with Session(engine_mod.get_engine(db_url, home), expire_on_commit=False) as session:
-        yield session
-
-
 def actions(db_url: str, home: Path) -> list[str]:
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         return [e.action for e in s.exec(select(AuditEvent).order_by(AuditEvent.id))]  # type: ignore[arg-type]
 
 
@@ -71,7 +57,7 @@ def test_init_creates_the_first_clinic_and_admin_once(cli: Cli, db_url: str, hom
     assert r.stderr == (
         "Initialised clinic NORD (Nordklinikken) with admin anna. Next: patientportal login anna\n"
     )
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         anna = s.exec(select(Staff)).one()
         assert (anna.username, anna.full_name, anna.may_create_clinics) == (
             "anna",
@@ -226,7 +212,7 @@ def test_no_session_expired_revoked_and_unknown_tokens_exit_4(
     monkeypatch.setenv("PATIENTPORTAL_TOKEN", "pp_nonsense")
     assert cli("whoami", expect=4).stderr == NOT_VALID
     monkeypatch.setenv("PATIENTPORTAL_TOKEN", token)
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         row = s.exec(select(ApiToken).where(ApiToken.token_hash == _hash(token))).one()
         row.expires_at = utcnow() - timedelta(seconds=1)
         s.add(row)
@@ -265,7 +251,7 @@ def test_disabled_staff_lose_their_sessions(
         "Error: This session or token was revoked: log in again.\n"
     )
     # an account switched off behind the program's back: its live token no longer works
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         s.execute(text("UPDATE staff SET active = false WHERE username = 'cy'"))
         s.commit()
     monkeypatch.setenv("PATIENTPORTAL_TOKEN", cy)
@@ -347,7 +333,7 @@ def test_existing_user_of_another_clinic_gets_a_role_without_a_new_password(
         "Added the existing account bo with the role secretary at clinic SYD; its password "
         "is unchanged.\n"
     )
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         bo = s.exec(select(Staff).where(Staff.username == "bo")).one()
         assert bo.full_name == "Bo"  # name and password unchanged
     staff.login("bo", PASSWORD)
@@ -376,7 +362,7 @@ def test_set_role_and_the_last_admin(cli: Cli, staff: StaffHelper, db_url: str, 
     r = cli("staff set-role anna chief", expect=2)
     assert r.stderr.startswith("Error: Unknown role 'chief': use admin, doctor or secretary")
     assert cli("staff set-role bo admin").stderr == "bo is now admin at clinic NORD.\n"  # no-op
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         roles = [
             json.loads(e.details)
             for e in s.exec(select(AuditEvent).where(AuditEvent.action == "staff.set_role"))
@@ -592,7 +578,7 @@ def test_set_registration(cli: Cli, staff: StaffHelper, db_url: str, home: Path)
     assert "'sometimes' is not one of 'none', 'approval', 'open'" in r.stderr
     r = cli("clinic set-registration none --pending maybe", expect=2)
     assert "'maybe' is not one of 'keep', 'reject', 'approve'" in r.stderr
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         changes = [
             json.loads(e.details)
             for e in s.exec(

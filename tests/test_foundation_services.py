@@ -32,7 +32,7 @@ from patientportal_cli.errors import (
 )
 from patientportal_cli.services import auth, catalog, clinics, passwords, staff
 from patientportal_cli.services.auth import Actor
-from tests.conftest import PASSWORD
+from tests.helpers.cli import PASSWORD
 
 
 @pytest.fixture

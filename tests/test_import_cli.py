@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Staff
-from tests.test_import_support import (
-    DANES,
-    counts,
-    excel_csv,
-    import_events,
-    rows,
-    write,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import DANES, excel_csv, write
+from tests.helpers.db import counts, import_events, rows
 
 
 def plan_lines(

@@ -16,8 +16,9 @@ import pytest
 
 from patientportal_cli.errors import EXIT_USAGE, InvalidInput
 from patientportal_cli.services.importing.reader import MAX_ROW, open_import
-from tests.conftest import Cli, Staff
-from tests.test_import_support import counts, rows, write
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import write
+from tests.helpers.db import counts, rows
 
 GOOD = {"cpr": "010203-1234", "name": "Ida Holm", "email": "ida@example.dk"}
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Staff
-from tests.test_import_support import counts, patients_csv, scalar
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import patients_csv
+from tests.helpers.db import counts, scalar
 
 N = 6000
 BATCH = 100

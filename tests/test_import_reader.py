@@ -11,7 +11,7 @@ import pytest
 
 from patientportal_cli.errors import EXIT_USAGE, InvalidInput
 from patientportal_cli.services.importing.reader import FIELDS, open_import
-from tests.test_import_support import write
+from tests.helpers.csv_files import write
 
 ROW = ("010203-1234", "Søren Ærø", "soren@example.dk", "ja", "booking")
 

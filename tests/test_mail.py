@@ -25,7 +25,7 @@ from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import Clinic, Outbox
 from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services.mail import delivery, texts
-from tests.smtp_server import Received, SmtpServer, _free_port
+from tests.helpers.smtp import Received, SmtpServer, free_port
 
 RETRY = "run `patientportal mail send`."
 TO = "aase@example.dk"
@@ -80,7 +80,7 @@ def use_smtp(cli: Any, port: int, *, starttls: str = "no") -> None:
 
 
 def closed_port() -> int:
-    port = _free_port()  # bound and released: nothing listens there now
+    port = free_port()  # bound and released: nothing listens there now
     return port
 
 
@@ -433,7 +433,7 @@ def tls_smtp(tmp_path: Path) -> Any:
         return AuthResult(success=ok, handled=False)
 
     handler = Received()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         handler,
         hostname="127.0.0.1",

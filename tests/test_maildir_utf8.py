@@ -17,9 +17,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from patientportal_cli.services.mail import delivery
-from tests.conftest import Cli, Staff
-from tests.smtp_server import Received, SmtpServer, _free_port
-from tests.test_import_support import DANES
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import DANES
+from tests.helpers.smtp import Received, SmtpServer, free_port
 
 ADDRESSES = ["søren@eksempel.dk", "jørgen@blåbær.dk"]
 
@@ -99,7 +99,7 @@ def server_without_smtputf8() -> Iterator[SmtpServer]:
     """A real SMTP server that does not offer SMTPUTF8 (aiosmtpd's Controller, as in the
     smtp_server fixture, offers it by default)."""
     handler = Received()
-    port = _free_port()
+    port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
     controller.start()
     try:

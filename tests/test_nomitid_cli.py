@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.errors import Conflict
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import Inbox, db_session, events, link_of, terminal, users_with_cpr
+from tests.helpers.cli import Cli, Staff, terminal
+from tests.helpers.db import db_session, events, link_of, users_with_cpr
+from tests.helpers.mail import Inbox
 
 MISSING = (
     "Error: Missing confirmation that the e-mail address belongs to the patient or to a "

@@ -14,17 +14,12 @@ from sqlmodel import Session
 from patientportal_cli import output
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.output import Output, format_cpr, literal, mask_cpr
-from tests.conftest import Cli
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import Cli, lines
+from tests.helpers.cli import Staff as StaffHelper
 
 NASTY = ["[bold]x[/]", "[/oops]", ":smile:", "\x1b[2J", "[link=http://x]y[/link]", "\u202eevil"]
 SHOWN = ["[bold]x[/]", "[/oops]", ":smile:", "\\x1b[2J", "[link=http://x]y[/link]", "\\u202eevil"]
 COLUMNS = [("name", "Name"), ("cpr", "CPR")]
-
-
-def lines(text: str) -> list[str]:
-    stripped = [line.strip() for line in text.splitlines() if line.strip()]
-    return ["-" if set(line) == {"─"} else line for line in stripped]
 
 
 # --- helpers -------------------------------------------------------------------------

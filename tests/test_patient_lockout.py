@@ -17,22 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Result, Staff
-from tests.test_portal_support import (
-    Inbox,
-    attempt_of,
-    fast_hashing,
-    self_registers,
-    set_no_mitid,
-    staff_creates_patient,
-    unlock,
-)
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_hashing(monkeypatch)
-
+from tests.helpers.cli import Cli, Result, Staff
+from tests.helpers.mail import Inbox
+from tests.helpers.people import self_registers, set_no_mitid, staff_creates_patient, unlock
+from tests.helpers.portal import attempt_of
 
 CPR = "240694-4321"
 EMAIL = "sofie@example.dk"

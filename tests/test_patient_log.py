@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, events, second_clinic
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, events
+from tests.helpers.people import second_clinic
 
 CPR = "010203-1234"
 NUMBER = "0102031234"
@@ -64,7 +65,7 @@ def test_a_long_listing_names_no_patients(
     cli: Cli, staff: Staff, db_url: str, home: Path, tmp_path: Path
 ) -> None:
     from patientportal_cli.services.accesslog import NAMED_AT_MOST
-    from tests.test_import_support import patients_csv
+    from tests.helpers.csv_files import patients_csv
 
     path = patients_csv(tmp_path / "many.csv", NAMED_AT_MOST + 1)
     cli(["patient", "import", str(path), "--yes", "--no-invite"])

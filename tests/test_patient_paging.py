@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from patientportal_cli.output import Output
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, events
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, events
 
 # (CPR, name): two share a name, to page through a tie
 PATIENTS = [

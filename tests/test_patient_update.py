@@ -17,17 +17,10 @@ from sqlmodel import col, select
 from patientportal_cli.db.models import OneTimeCode
 from patientportal_cli.services import throttle
 from patientportal_cli.services.mail import texts
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import (
-    Inbox,
-    body,
-    db_session,
-    events,
-    link_of,
-    second_clinic,
-    terminal,
-    users_with_cpr,
-)
+from tests.helpers.cli import Cli, Staff, terminal
+from tests.helpers.db import db_session, events, link_of, users_with_cpr
+from tests.helpers.mail import Inbox, body
+from tests.helpers.people import second_clinic
 
 CPR = "010203-1234"
 NUMBER = "0102031234"
@@ -150,7 +143,7 @@ def test_update_email_vouches_ends_old_codes_and_notifies_the_old_address(
 ) -> None:
     inbox = Inbox(home)
     _ida(cli)
-    old_code = inbox.activation_code(OLD)
+    old_code = inbox.activation_code(OLD, alone=True)
     with db_session(db_url, home) as s:
         [before] = users_with_cpr(s, NUMBER)
     r = cli(f"patient update {CPR} --email {NEW}")
@@ -196,7 +189,7 @@ def test_update_email_vouches_ends_old_codes_and_notifies_the_old_address(
     # the code mailed to the old address no longer works; one sent to the new one does
     assert _activate(cli, old_code, expect=1).startswith("Error: ")
     cli(f"patient invite {CPR}")
-    new_code = inbox.activation_code(NEW)
+    new_code = inbox.activation_code(NEW, alone=True)
     assert _activate(cli, new_code).startswith("Password set for 010203-****")
     shown = json.loads(cli(f"patient show {CPR} -o json").stdout)
     assert (shown["email"], shown["record_email"]) == (NEW, NEW)
@@ -382,7 +375,7 @@ def test_a_pending_security_code_ends_with_the_email_change(
     _ida(cli, no_mitid=True)
     _activate(cli, _activation_code(inbox))
     attempt = _login(cli)
-    code = inbox.security_code(OLD)
+    code = inbox.security_code(OLD, alone=True)
     cli(f"patient update {CPR} --email {NEW} --confirm-email-owner")
     assert "Logged in" not in _verify(cli, code, attempt, expect=1)
 
@@ -432,7 +425,7 @@ def test_reset_password_ends_the_old_activation_code(
 ) -> None:
     inbox = Inbox(home)
     _ida(cli)
-    old_code = inbox.activation_code(OLD)
+    old_code = inbox.activation_code(OLD, alone=True)
     r = cli(f"patient reset-password {CPR} --yes")
     assert r.stderr == (
         "Password reset for 010203-**** (Ida Hansen): no password had been chosen yet; open "
@@ -458,13 +451,13 @@ def test_reset_password_of_an_activated_patient(
     _ida(cli, no_mitid=True)
     _activate(cli, _activation_code(inbox))
     attempt = _login(cli)
-    pending = inbox.security_code(OLD)
+    pending = inbox.security_code(OLD, alone=True)
     with db_session(db_url, home) as s:
         vouched = users_with_cpr(s, NUMBER)[0].credentials_vouched_at
     assert vouched is not None
     r = cli(f"patient reset-password {CPR} --yes")
     assert (r.stdout, r.stderr) == ("", RESET)
-    new_code = inbox.activation_code(OLD)
+    new_code = inbox.activation_code(OLD, alone=True)
     assert _open_codes(db_url, home)[0].purpose == "activation"  # the new one only
     # the pending security code and the old password no longer work
     assert "Logged in" not in _verify(cli, pending, attempt, expect=1)
@@ -480,7 +473,7 @@ def test_reset_password_of_an_activated_patient(
     # the patient chooses a new password with the new code and logs in with it
     _activate(cli, new_code, password=NEW_PW)
     attempt = _login(cli, password=NEW_PW)
-    assert _verify(cli, inbox.security_code(OLD), attempt) == "Logged in.\n"
+    assert _verify(cli, inbox.security_code(OLD, alone=True), attempt) == "Logged in.\n"
 
 
 def test_reset_password_lifts_the_lock(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
@@ -520,13 +513,13 @@ def test_reset_password_asks_first(cli: Cli, staff: Staff, db_url: str, home: Pa
     with terminal("y"):
         r = cli(f"patient reset-password {CPR}")
     assert r.stderr.endswith(f"New activation code e-mailed to {OLD} (valid 7 days).\n")
-    assert inbox.activation_code(OLD)
+    assert inbox.activation_code(OLD, alone=True)
 
 
 def test_reset_password_dry_run(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
     inbox = Inbox(home)
     _ida(cli)
-    code = inbox.activation_code(OLD)
+    code = inbox.activation_code(OLD, alone=True)
     r = cli(f"patient reset-password {CPR} --dry-run")
     assert r.stderr == (
         "Dry run: would have reset the password of 010203-**** (Ida Hansen): open activation "

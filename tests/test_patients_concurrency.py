@@ -21,8 +21,8 @@ from sqlmodel import Session
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.errors import Conflict
 from patientportal_cli.services import auth, patients
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, linked_clinics, users_with_cpr
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, linked_clinics, users_with_cpr
 
 
 def _cpr(i: int) -> str:

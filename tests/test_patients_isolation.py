@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import db_session, events, link_of, second_clinic
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, events, link_of
+from tests.helpers.people import second_clinic
 
 EXISTS = (
     "Error: 010203-**** is not a patient at clinic SYD. A portal user with this CPR number "

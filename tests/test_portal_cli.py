@@ -17,24 +17,11 @@ from patientportal_cli import prompts
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import OneTimeCode
 from patientportal_cli.services import throttle
-from tests.conftest import Cli, Staff
-from tests.test_portal_support import (
-    Inbox,
-    attempt_of,
-    code_sent,
-    db_session,
-    fast_hashing,
-    self_registers,
-    set_no_mitid,
-    staff_creates_patient,
-    unlock,
-)
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_hashing(monkeypatch)
-
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session
+from tests.helpers.mail import Inbox
+from tests.helpers.people import self_registers, set_no_mitid, staff_creates_patient, unlock
+from tests.helpers.portal import attempt_of, code_sent
 
 CPR = "240694-4321"
 NUMBER = "2406944321"
@@ -387,7 +374,7 @@ def test_two_factor_when_the_smtp_server_refuses(
 
 
 def _only_code(msg: Any) -> str:
-    from tests.test_portal_support import SECURITY_CODE, body
+    from tests.helpers.mail import SECURITY_CODE, body
 
     [code] = SECURITY_CODE.findall(body(msg).replace("\r\n", "\n"))
     return str(code)

@@ -18,22 +18,10 @@ from patientportal_cli.db.models import AuditEvent, LoginThrottle, OneTimeCode
 from patientportal_cli.errors import InvalidInput, NotFound, Refused
 from patientportal_cli.services import codes, mitid, passwords, portal, throttle
 from patientportal_cli.services.mitid import MitIdBroker, MitIdResult
-from tests.conftest import Staff
-from tests.test_portal_support import (
-    Inbox,
-    db_session,
-    fast_hashing,
-    self_registers,
-    set_no_mitid,
-    staff_creates_patient,
-    user_row,
-)
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_hashing(monkeypatch)
-
+from tests.helpers.cli import Staff
+from tests.helpers.db import db_session, user_row
+from tests.helpers.mail import Inbox
+from tests.helpers.people import self_registers, set_no_mitid, staff_creates_patient
 
 NUMBER = "0102031234"
 EMAIL = "ole@example.dk"

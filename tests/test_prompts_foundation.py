@@ -13,8 +13,8 @@ from prompt_toolkit.output import DummyOutput
 
 from patientportal_cli import prompts
 from patientportal_cli.errors import EXIT_USAGE, MissingInput
-from tests.conftest import PASSWORD, Cli
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import PASSWORD, Cli
+from tests.helpers.cli import Staff as StaffHelper
 
 ENTER = "\r"
 DOWN = "\x1b[B"

@@ -14,20 +14,10 @@ from patientportal_cli.cli.app import app
 from patientportal_cli.cli.common import STATE
 from patientportal_cli.services import passwords
 from patientportal_cli.services import users as users_service
-from tests.conftest import Cli, Staff
-from tests.test_queue_support import (
-    NUMBER,
-    PW,
-    add_doctor,
-    db,
-    events,
-    links,
-    mail_to,
-    register,
-    requests,
-    set_mode,
-    users,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import audit_events, db_session, links, requests, users
+from tests.helpers.mail import mail_to
+from tests.helpers.people import NUMBER, PW, add_doctor, register, set_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +34,7 @@ def ids(cli: Cli, *args: str) -> list[int]:
 
 
 def when(db_url: str, home: Path, request_id: int) -> str:
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         req = [r for r in requests(session) if r.id == request_id][0]
         assert req.decided_at is not None
         return req.decided_at.strftime("%Y-%m-%d %H:%M UTC")
@@ -93,7 +83,7 @@ def test_list_marks_a_cpr_this_clinic_linked_before(
 ) -> None:
     set_mode(cli, "open")
     register(cli)
-    with db(db_url, home) as session:  # staff unlink the patient (the R1 primitive)
+    with db_session(db_url, home) as session:  # staff unlink the patient (the R1 primitive)
         user = users(session)[0]
         assert user.id is not None
         link = users_service.find_link(session, clinic_id=1, user_id=user.id)
@@ -142,9 +132,13 @@ def test_only_doctors_decide(cli: Cli, staff: Staff, db_url: str, home: Path) ->
         "secretary).\n"
     )
     assert ids(cli) == [1, 2, 3]  # secretaries see the queue
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert {r.status for r in requests(session)} == {"pending"}
-        assert events(session, "request.approve") == events(session, "request.reject") == []
+        assert (
+            audit_events(session, "request.approve")
+            == audit_events(session, "request.reject")
+            == []
+        )
 
 
 def test_approve_creates_the_user_with_the_chosen_password_and_mails(
@@ -158,7 +152,7 @@ def test_approve_creates_the_user_with_the_chosen_password_and_mails(
         "Request 1 approved: portal user created for 010203-**** and linked; services: "
         "e-consultation, booking, prescription-renewal.\n",
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [user] = users(session)
         assert (user.cpr, user.name, user.email, user.origin) == (
             NUMBER,
@@ -168,7 +162,7 @@ def test_approve_creates_the_user_with_the_chosen_password_and_mails(
         )
         assert passwords.verify_password(user.password_hash, PW)
         assert requests(session)[0].password_hash is None  # moved to the user
-        [event] = events(session, "request.approve")
+        [event] = audit_events(session, "request.approve")
         assert (event.actor, event.clinic, event.target) == ("bo", "NORD", "request:1")
         assert '"user_created": true' in event.details
     mails = mail_to(home, "anne@example.dk")
@@ -199,7 +193,7 @@ def test_approve_with_chosen_services(cli: Cli, staff: Staff, db_url: str, home:
     assert r.stderr.startswith("Error: Unknown service 'bogus'")
     cli("requests approve 1 --services booking")
     cli("requests approve 3")  # default: requested ∩ offered
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert links(session) == [
             ("0102031234", "booking"),
             ("0304053456", "e-consultation,booking"),
@@ -223,7 +217,7 @@ def test_approve_links_an_existing_user_without_a_second_user(
         "Request 1 approved: the existing portal user of 010203-**** linked; services: "
         "e-consultation, booking, prescription-renewal.\n"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [user] = users(session)
         assert (user.name, user.email) == ("Jens Hansen", "jens@example.dk")  # kept
         assert passwords.verify_password(user.password_hash, PW)
@@ -241,7 +235,7 @@ def test_approve_when_staff_linked_the_patient_meanwhile(
     set_mode(cli, "open", "--pending", "keep")
     cli("clinic create SYD --name Sydklinikken --registration open")
     register(cli, clinic="SYD")  # the user now exists (made at SYD)
-    with db(db_url, home) as session:  # ... and NORD's staff link it by hand
+    with db_session(db_url, home) as session:  # ... and NORD's staff link it by hand
         user = users(session)[0]
         users_service.link_user(session, clinic_id=1, user=user, by="anna", services="booking")
         session.commit()
@@ -265,7 +259,7 @@ def test_reject_with_and_without_reason(cli: Cli, staff: Staff, db_url: str, hom
     assert "Begrundelse: Vi kender dig ikke [bold]endnu[/bold]" in text
     [(_, text)] = mail_to(home, "bent@example.dk")[1:]
     assert "Begrundelse" not in text
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert users(session) == []
         first, second, _ = requests(session)
         assert (first.status, first.reason, first.decided_by) == (
@@ -274,7 +268,10 @@ def test_reject_with_and_without_reason(cli: Cli, staff: Staff, db_url: str, hom
             "bo",
         )
         assert first.password_hash is None and second.password_hash is None
-        assert [e.target for e in events(session, "request.reject")] == ["request:1", "request:2"]
+        assert [e.target for e in audit_events(session, "request.reject")] == [
+            "request:1",
+            "request:2",
+        ]
     r = cli("requests approve 1", expect=1)
     assert r.stderr == f"Error: Request 1 was already rejected by bo at {when(db_url, home, 1)}.\n"
     r = cli(["requests", "reject", "3", "--reason", "bad\x1b[2Jreason"], expect=2)

@@ -12,17 +12,10 @@ from prompt_toolkit.output import DummyOutput
 from patientportal_cli import prompts
 from patientportal_cli.errors import Forbidden
 from patientportal_cli.services import approvals, auth
-from tests.conftest import Cli, Staff
-from tests.test_queue_support import (
-    add_doctor,
-    db,
-    events,
-    links,
-    mail_to,
-    register,
-    requests,
-    set_mode,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import audit_events, db_session, links, requests
+from tests.helpers.mail import mail_to
+from tests.helpers.people import add_doctor, register, set_mode
 
 
 def two_pending(cli: Cli) -> None:
@@ -59,9 +52,9 @@ def test_keep(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
     assert r.stderr == (
         "Clinic NORD: registration mode approval -> none (Ingen online selv-oprettelse).\n"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert [q.status for q in requests(session)] == ["pending", "pending"]
-        [event] = events(session, "clinic.set_registration")[-1:]
+        [event] = audit_events(session, "clinic.set_registration")[-1:]
         assert json.loads(event.details) == {
             "from": "approval",
             "to": "none",
@@ -79,18 +72,18 @@ def test_reject_with_reason_mails_each_patient(
         "Clinic NORD: registration mode approval -> none (Ingen online selv-oprettelse); 2 "
         "pending request(s) rejected.\n"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert [(q.status, q.decided_by, q.reason) for q in requests(session)] == [
             ("rejected", "anna", "Lukket"),
             ("rejected", "anna", "Lukket"),
         ]
-        rejects = events(session, "request.reject")
+        rejects = audit_events(session, "request.reject")
         assert [(e.actor, e.target) for e in rejects] == [
             ("anna", "request:1"),
             ("anna", "request:2"),
         ]
         assert all('"via": "clinic.set_registration"' in e.details for e in rejects)
-        [event] = events(session, "clinic.set_registration")[-1:]
+        [event] = audit_events(session, "clinic.set_registration")[-1:]
         assert json.loads(event.details)["handled"] == 2
     for to in ("anne@example.dk", "bent@example.dk"):
         [(subject, text)] = mail_to(home, to)[1:]
@@ -110,9 +103,9 @@ def test_approve_needs_a_doctor(cli: Cli, staff: Staff, db_url: str, home: Path)
         "or --pending reject.\n"
     )
     assert mode(cli) == "approval"
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert [q.status for q in requests(session)] == ["pending", "pending"]
-        assert events(session, "request.approve") == []
+        assert audit_events(session, "request.approve") == []
     # the command itself is for admins: a doctor cannot change the mode at all
     add_doctor(staff)
     r = cli("clinic set-registration open --pending approve", expect=4)
@@ -128,7 +121,7 @@ def test_settle_pending_approves_for_a_doctor(
     two_pending(cli)
     cli("clinic services --disable booking")
     add_doctor(staff, login=False)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         anna = auth.resolve(session, token=staff.login("anna"), clinic_code="NORD")
         with pytest.raises(Forbidden):
             approvals.settle_pending(session, actor=anna, decision="approve", reason=None)
@@ -154,7 +147,7 @@ def test_on_a_terminal_it_asks(cli: Cli, staff: Staff, db_url: str, home: Path) 
         pipe.send_text("\x1b[B\r" + "Vi lukker for online tilmelding\r")
         r = cli("clinic set-registration none")
     assert r.stderr.endswith("2 pending request(s) rejected.\n")
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert {q.reason for q in requests(session)} == {"Vi lukker for online tilmelding"}
     set_mode(cli, "approval")
     register(cli, "030405-3456", name="Carl", email="carl@example.dk")
@@ -165,5 +158,5 @@ def test_on_a_terminal_it_asks(cli: Cli, staff: Staff, db_url: str, home: Path) 
         "Clinic NORD: registration mode approval -> open (Online selv-oprettelse uden "
         "læge-godkendelse).\n"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert requests(session)[-1].status == "pending"

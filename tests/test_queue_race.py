@@ -31,24 +31,16 @@ from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.models import Outbox
 from patientportal_cli.errors import AlreadyDecided
 from patientportal_cli.services import approvals, auth
-from tests.conftest import Cli, Staff
-from tests.test_queue_support import (
-    add_doctor,
-    db,
-    events,
-    links,
-    register,
-    requests,
-    set_mode,
-    users,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import audit_events, db_session, links, requests, users
+from tests.helpers.people import add_doctor, register, set_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD_SECONDS = 60  # a hang guard only: no assertion depends on timing
 
 
 def _actor(db_url: str, home: Path, token: str) -> auth.Actor:
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         return auth.resolve(session, token=token, clinic_code="NORD")
 
 
@@ -139,7 +131,7 @@ def test_second_doctor_waits_for_the_first_and_is_told_who_decided(
 
     assert outcome["a"].status == "approved"
     assert isinstance(outcome["b"], AlreadyDecided)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [req] = requests(session)
         assert (req.status, req.decided_by, req.reason) == ("approved", "bo", None)
         assert req.decided_at is not None
@@ -148,8 +140,8 @@ def test_second_doctor_waits_for_the_first_and_is_told_who_decided(
             f"{req.decided_at.strftime('%Y-%m-%d %H:%M UTC')}."
         )
         assert len(users(session)) == 1 and len(links(session)) == 1
-        assert [e.actor for e in events(session, "request.approve")] == ["bo"]
-        assert events(session, "request.reject") == []
+        assert [e.actor for e in audit_events(session, "request.approve")] == ["bo"]
+        assert audit_events(session, "request.reject") == []
         templates = session.exec(select(Outbox.template).order_by(col(Outbox.id))).all()
         assert templates == ["request_received", "request_approved"]
 
@@ -198,11 +190,14 @@ def test_mode_change_skips_a_request_a_doctor_is_deciding(
     assert outcome["a"].status == "approved"
     clinic, old, handled = outcome["b"]
     assert (clinic.registration_mode, old, handled) == ("none", "approval", 1)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         first, second = requests(session)
         assert (first.status, first.decided_by) == ("approved", "bo")
         assert (second.status, second.decided_by, second.reason) == ("rejected", "anna", "closed")
-        assert [e.target for e in events(session, "request.")][-2:] == ["request:1", "request:2"]
+        assert [e.target for e in audit_events(session, "request.")][-2:] == [
+            "request:1",
+            "request:2",
+        ]
 
 
 def test_two_registrations_of_one_cpr_at_once_make_one_request(
@@ -246,7 +241,7 @@ def test_two_registrations_of_one_cpr_at_once_make_one_request(
         t.join(GUARD_SECONDS)
     assert sorted(o == "requested" for o in outcome) == [False, True], outcome
     assert any(o.startswith("A registration request for this CPR number") for o in outcome)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert len(requests(session)) == 1
 
 
@@ -310,11 +305,11 @@ def test_parallel_processes_decide_each_request_exactly_once(
     for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == (1 if " was already " in err else 0), err
 
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         reqs = requests(session)
         assert {r.status for r in reqs} <= {"approved", "rejected"}
-        approve_events = events(session, "request.approve")
-        reject_events = events(session, "request.reject")
+        approve_events = audit_events(session, "request.approve")
+        reject_events = audit_events(session, "request.reject")
         assert len(approve_events) + len(reject_events) == 6
         for r in reqs:
             [event] = [e for e in approve_events + reject_events if e.target == f"request:{r.id}"]

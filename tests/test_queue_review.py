@@ -15,16 +15,10 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from patientportal_cli import prompts
-from tests.conftest import Cli, Staff
-from tests.test_queue_support import (
-    add_doctor,
-    db,
-    links,
-    mail_to,
-    register,
-    requests,
-    set_mode,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, links, requests
+from tests.helpers.mail import mail_to
+from tests.helpers.people import add_doctor, register, set_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 DOWN = "\x1b[B"
@@ -99,7 +93,7 @@ def test_review_approve_fewer_reject_skip(cli: Cli, staff: Staff, db_url: str, h
     assert "[bold]Anne[/bold] \\x1b" in r.stdout
     assert "010203-****" in r.stdout and "0102031234" not in r.stdout
     assert "services asked for  e-consultation, booking" in r.stdout
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert [(q.id, q.status) for q in requests(session)] == [
             (1, "approved"),
             (2, "approved"),
@@ -140,7 +134,7 @@ def test_a_request_decided_by_someone_else_meanwhile(
     real_select = prompts.select
 
     def select_while_cy_decides(*args: Any, **kwargs: Any) -> str:
-        with db(db_url, home) as session:
+        with db_session(db_url, home) as session:
             cy = auth.resolve(session, token=cy_token, clinic_code="NORD")
             for request_id in (1, 2):
                 approvals.reject(session, actor=cy, request_id=request_id, reason=None)
@@ -150,7 +144,7 @@ def test_a_request_decided_by_someone_else_meanwhile(
     monkeypatch.setattr(prompts, "select", select_while_cy_decides)
     with keys(""):
         r = cli("requests review")
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         decided_at = requests(session)[0].decided_at
         assert decided_at is not None
     assert r.stderr == (
@@ -199,7 +193,7 @@ def test_review_in_a_real_terminal(
     finally:
         child.close()
     assert child.exitstatus == 0
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert [(q.status, q.decided_by) for q in requests(session)] == [
             ("approved", "bo"),
             ("rejected", "bo"),

@@ -8,20 +8,10 @@ import pytest
 
 from patientportal_cli.errors import Conflict, Refused
 from patientportal_cli.services import mitid, passwords, registration
-from tests.conftest import Cli, Staff
-from tests.test_queue_support import (
-    CPR,
-    NUMBER,
-    PW,
-    db,
-    events,
-    links,
-    mail_to,
-    register,
-    requests,
-    set_mode,
-    users,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import audit_events, db_session, links, requests, users
+from tests.helpers.mail import mail_to
+from tests.helpers.people import CPR, NUMBER, PW, register, set_mode
 
 NONE_REFUSAL = (
     "Error: Nordklinikken tilbyder ikke online selv-oprettelse på Patientportalen. Kontakt "
@@ -39,10 +29,10 @@ def test_mode_none_refuses_in_danish_and_stores_nothing(
 ) -> None:
     r = register(cli, expect=1)
     assert (r.stdout, r.stderr) == ("", NONE_REFUSAL)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert users(session) == []
         assert requests(session) == []
-        assert events(session, "request.") == events(session, "registration.") == []
+        assert audit_events(session, "request.") == audit_events(session, "registration.") == []
     assert not (home / "maildir").exists()
 
 
@@ -52,7 +42,7 @@ def test_mode_approval_makes_one_pending_request_and_mails_the_patient(
     set_mode(cli, "approval")
     r = register(cli)
     assert (r.stdout, r.stderr) == ("", REQUESTED)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert users(session) == []
         [req] = requests(session)
         assert (req.cpr, req.name, req.email, req.status) == (
@@ -64,7 +54,7 @@ def test_mode_approval_makes_one_pending_request_and_mails_the_patient(
         assert req.services == "e-consultation,booking,prescription-renewal"
         assert passwords.verify_password(req.password_hash, PW)  # hashed, never plain
         assert req.password_hash != PW
-        [event] = events(session, "request.submit")
+        [event] = audit_events(session, "request.submit")
         assert (event.actor, event.clinic, event.target) == ("patient", "NORD", "request:1")
     [(subject, text)] = mail_to(home, "jens@example.dk")
     assert subject == "Vi har modtaget din anmodning – Nordklinikken"
@@ -73,7 +63,7 @@ def test_mode_approval_makes_one_pending_request_and_mails_the_patient(
 
     # a second registration while the first is pending is told so, not duplicated
     r = register(cli, name="Jens H.", expect=1)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [req] = requests(session)
         when = req.submitted_at.strftime("%Y-%m-%d %H:%M")
     assert r.stderr == (
@@ -96,7 +86,7 @@ def test_mode_open_creates_the_user_with_requested_services_the_clinic_offers(
         "The first login needs MitID, where you confirm your password and e-mail (or the "
         "clinic's no-MitID flag).\n",
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [user] = users(session)
         assert (user.cpr, user.name, user.email, user.origin) == (
             NUMBER,
@@ -107,7 +97,7 @@ def test_mode_open_creates_the_user_with_requested_services_the_clinic_offers(
         assert passwords.verify_password(user.password_hash, PW)
         assert links(session) == [(NUMBER, "booking")]
         assert requests(session) == []
-        [event] = events(session, "registration.open")
+        [event] = audit_events(session, "registration.open")
         assert (event.actor, event.target) == ("patient", f"cpr:{NUMBER}")
     [(subject, text)] = mail_to(home, "jens@example.dk")
     assert subject == "Du er nu tilknyttet Nordklinikken på Patientportalen"
@@ -130,7 +120,7 @@ def test_open_without_services_grants_all_the_clinic_offers(
     set_mode(cli, "open")
     cli("clinic services --disable booking")
     register(cli)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert links(session) == [(NUMBER, "e-consultation,prescription-renewal")]
 
 
@@ -154,12 +144,12 @@ def test_existing_user_is_linked_not_duplicated_and_keeps_its_password(
         "Your portal user is now linked to clinic SYD (Sydklinikken) (its name, e-mail and "
         "password are unchanged); services: e-consultation, booking, prescription-renewal.\n"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [user] = users(session)
         assert (user.name, user.email) == ("Jens Hansen", "jens@example.dk")
         assert passwords.verify_password(user.password_hash, PW)
         assert len(links(session, "SYD")) == 1
-        [event] = events(session, "registration.open")[1:]
+        [event] = audit_events(session, "registration.open")[1:]
         assert event.clinic == "SYD"
         assert '"user_created": false' in event.details
         assert '"mitid": true' in event.details
@@ -178,7 +168,7 @@ def test_existing_user_in_approval_mode_becomes_a_link_request(
     assert r.stderr.startswith(
         "Registration request 1 sent to clinic SYD (Sydklinikken) for the existing portal user"
     )
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [req] = requests(session)
         assert req.password_hash is None  # the existing user keeps theirs
         assert len(users(session)) == 1
@@ -191,7 +181,7 @@ def test_open_registration_withdraws_a_request_kept_from_approval_mode(
     register(cli)
     set_mode(cli, "open", "--pending", "keep")
     register(cli)
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [req] = requests(session)
         assert (req.status, req.decided_by, req.password_hash) == ("withdrawn", "patient", None)
         assert len(users(session)) == 1
@@ -221,7 +211,7 @@ def test_invalid_input_exits_2_and_stores_nothing(
         r = register(cli, **args, expect=2)  # type: ignore[arg-type]
         assert r.stderr.startswith("Error: " + message), (args, r.stderr)
         assert r.stderr.count("\n") == 1
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         assert requests(session) == []
         assert users(session) == []
 
@@ -264,7 +254,7 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
     set_mode(cli, "open")
     register(cli)
     cli("clinic create SYD --name Sydklinikken --registration approval")
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         with pytest.raises(Refused, match="already exists: log in instead"):
             registration.register(  # not inside a MitID login
                 session,
@@ -310,7 +300,7 @@ def test_service_does_not_ask_an_existing_user_for_a_password(
 def test_service_refuses_mode_none_before_asking_for_a_password(
     cli: Cli, staff: Staff, db_url: str, home: Path
 ) -> None:
-    with db(db_url, home) as session, pytest.raises(Refused):
+    with db_session(db_url, home) as session, pytest.raises(Refused):
         registration.register(
             session,
             clinic_code="NORD",

@@ -10,19 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Cli, Staff
-from tests.test_patients_support import (
-    ACTIVATION_CODE,
-    Inbox,
-    db_session,
-    events,
-    link_of,
-    linked_clinics,
-    second_clinic,
-    terminal,
-    users_with_cpr,
-)
-from tests.test_portal_support import attempt_of
+from tests.helpers.cli import Cli, Staff, terminal
+from tests.helpers.db import db_session, events, link_of, linked_clinics, users_with_cpr
+from tests.helpers.mail import ACTIVATION_CODE, Inbox
+from tests.helpers.people import second_clinic
+from tests.helpers.portal import attempt_of
 
 CPR = "120376-4321"
 NUMBER = "1203764321"
@@ -30,7 +22,7 @@ PW = "Patient-pass1"
 
 
 def activate(cli: Cli, inbox: Inbox, email: str, clinic: str = "NORD") -> None:
-    code = inbox.activation_code(email)
+    code = inbox.activation_code(email, alone=True)
     cli(f"portal activate {CPR} --clinic {clinic} --code {code} --password-stdin", input=PW + "\n")
 
 
@@ -39,7 +31,7 @@ def two_factor_login(cli: Cli, inbox: Inbox, email: str, clinic: str = "NORD") -
         f"portal login {CPR} --clinic {clinic} --method two-factor --password-stdin",
         input=PW + "\n",
     )
-    code = inbox.security_code(email)
+    code = inbox.security_code(email, alone=True)
     attempt = attempt_of(sent.stderr)
     r = cli(f"portal verify {CPR} --clinic {clinic} --attempt {attempt} --code {code}")
     assert r.stderr == "Logged in.\n"

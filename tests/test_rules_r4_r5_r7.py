@@ -12,26 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Staff
-from tests.test_portal_support import (
-    ATTEMPT_ID,
-    Inbox,
-    attempt_of,
-    db_session,
-    fast_hashing,
-    link_row,
-    portal_events,
-    self_registers,
-    set_no_mitid,
-    staff_creates_patient,
-    user_row,
-)
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_hashing(monkeypatch)
-
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, link_row, portal_events, user_row
+from tests.helpers.mail import Inbox
+from tests.helpers.people import self_registers, set_no_mitid, staff_creates_patient
+from tests.helpers.portal import ATTEMPT_ID, attempt_of
 
 CPR = "150580-1234"
 NUMBER = "1505801234"

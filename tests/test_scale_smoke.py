@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import PG_BASE, require_pg
+from tests.helpers.db import PG_BASE, require_pg
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
 

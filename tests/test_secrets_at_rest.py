@@ -23,10 +23,11 @@ from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db import migrate
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, OneTimeCode, Outbox
-from tests.conftest import Cli, Staff
-from tests.test_import_support import patients_csv
-from tests.test_patients_support import second_clinic
-from tests.test_portal_support import ACTIVATION_CODE, SECURITY_CODE, Inbox, attempt_of, body
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.csv_files import patients_csv
+from tests.helpers.mail import ACTIVATION_CODE, SECURITY_CODE, Inbox, body
+from tests.helpers.people import second_clinic
+from tests.helpers.portal import attempt_of
 
 PW = "Patient-pass1"
 CPR = "120376-4321"

@@ -14,21 +14,14 @@ Codes are read from the mail as it was delivered (the Maildir under the home dir
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from patientportal_cli.services import passwords
-from tests.conftest import Cli, Staff
-from tests.test_portal_support import attempt_of
-from tests.test_queue_support import (
-    PW,
-    add_doctor,
-    db,
-    links,
-    mail_to,
-    set_mode,
-    users,
-)
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, links, users
+from tests.helpers.mail import SECURITY_CODE, mail_to
+from tests.helpers.people import PW, add_doctor, set_mode
+from tests.helpers.portal import attempt_of
 
 CPR = "050690-1112"
 NUMBER = "0506901112"
@@ -37,7 +30,6 @@ MITID_MESSAGE = (
     "Error: Ved første login kræves verificering med MitID for at bekræfte din identitet. "
     "Kontakt klinikken, hvis du ikke har MitID.\n"
 )
-CODE_LINE = re.compile(r"^\s+([0-9]{6})\s*$", re.M)
 
 
 def subjects(home: Path) -> list[str]:
@@ -46,7 +38,7 @@ def subjects(home: Path) -> list[str]:
 
 def security_codes(home: Path) -> list[str]:
     return [
-        CODE_LINE.findall(text)[0]
+        SECURITY_CODE.findall(text)[0]
         for subject, text in mail_to(home, EMAIL)
         if "sikkerhedskode" in subject
     ]
@@ -133,7 +125,7 @@ def test_the_seed_journey(cli: Cli, staff: Staff, db_url: str, home: Path) -> No
     )
     assert subjects(home)[-1] == "Din anmodning er godkendt – Sydklinikken"
 
-    with db(db_url, home) as session:
+    with db_session(db_url, home) as session:
         [user] = users(session)  # one login per CPR number (R1): no second user
         assert (user.cpr, user.origin) == (NUMBER, "self")
         assert passwords.verify_password(user.password_hash, PW)  # the password is kept

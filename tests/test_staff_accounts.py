@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, AuditEvent, Clinic, LoginThrottle, Membership
 from patientportal_cli.db.models import Staff as StaffRow
 from patientportal_cli.services import throttle
-from tests.conftest import PASSWORD, Cli
-from tests.conftest import Staff as StaffHelper
+from tests.helpers.cli import PASSWORD, Cli
+from tests.helpers.cli import Staff as StaffHelper
+from tests.helpers.db import db_session
 
 LOGIN_FAILED = (
     "Error: Login failed: wrong username or password, or the account is disabled or locked "
@@ -37,19 +35,13 @@ NOT_ACCOUNT_ADMIN = (
 )
 
 
-@contextmanager
-def db(db_url: str, home: Path) -> Iterator[Session]:
-    with Session(engine_mod.get_engine(db_url, home), expire_on_commit=False) as session:
-        yield session
-
-
 def account(db_url: str, home: Path, username: str) -> StaffRow:
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         return s.exec(select(StaffRow).where(StaffRow.username == username)).one()
 
 
 def clinics_of(db_url: str, home: Path, username: str) -> list[str]:
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         return sorted(
             s.exec(
                 select(Clinic.code)
@@ -61,7 +53,7 @@ def clinics_of(db_url: str, home: Path, username: str) -> list[str]:
 
 
 def events(db_url: str, home: Path, action: str) -> list[dict[str, Any]]:
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         rows = s.exec(
             select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.id))
         ).all()
@@ -155,7 +147,7 @@ def test_adding_an_existing_account_never_touches_its_password_or_rights(
     account of staff who may create clinics: it is not the clinic's.)"""
     eve_at_bbb(cli, staff)
     staff.add("root", "admin", clinic="NORD")
-    with db(db_url, home) as s:  # as an older version's data has it: no command for it
+    with db_session(db_url, home) as s:  # as an older version's data has it: no command for it
         row = s.exec(select(StaffRow).where(StaffRow.username == "root")).one()
         row.may_create_clinics = True
         s.add(row)
@@ -337,7 +329,7 @@ def test_a_clinic_disabling_its_only_staff_member_who_may_create_clinics_removes
     staff.login("anna", clinic="NORD")
     assert cli("staff disable root").stderr == "root no longer works at clinic NORD.\n"
     assert account(db_url, home, "root").active
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         assert s.exec(select(ApiToken).where(col(ApiToken.revoked_at).is_not(None))).all() == []
     staff.login("root")
     who = json.loads(cli("whoami -o json").stdout)
@@ -387,7 +379,7 @@ def test_five_failed_logins_lock_a_username_whether_or_not_it_exists(
     for _ in range(5):
         login_fails(cli, "bo", "Wrong-pass-1")
     login_fails(cli, "bo", PASSWORD)
-    with db(db_url, home) as s:
+    with db_session(db_url, home) as s:
         row = s.exec(
             select(LoginThrottle).where(LoginThrottle.key == throttle.key(throttle.STAFF, "bo"))
         ).one()

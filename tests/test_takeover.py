@@ -24,22 +24,11 @@ from patientportal_cli import prompts
 from patientportal_cli.db.models import AuditEvent, Outbox, RegistrationRequest
 from patientportal_cli.services import passwords
 from patientportal_cli.services.portal import MITID_REQUIRED
-from tests.conftest import Cli, Staff
-from tests.test_portal_support import (
-    Inbox,
-    attempt_of,
-    db_session,
-    fast_hashing,
-    link_row,
-    staff_creates_patient,
-    user_row,
-)
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast_hashing(monkeypatch)
-
+from tests.helpers.cli import Cli, Staff
+from tests.helpers.db import db_session, link_row, user_row
+from tests.helpers.mail import Inbox
+from tests.helpers.people import staff_creates_patient
+from tests.helpers.portal import attempt_of
 
 CPR = "050575-1234"
 NUMBER = "0505751234"

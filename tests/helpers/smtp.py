@@ -1,17 +1,14 @@
-"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives; the
+``smtp_server`` fixture in conftest.py starts one per test."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
-
-import pytest
-from aiosmtpd.controller import Controller
 
 
 @dataclass
@@ -36,7 +33,8 @@ class Received:
         return [m for m in self.messages if address in str(m["To"])]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -51,15 +49,3 @@ class SmtpServer:
     @property
     def messages(self) -> list[EmailMessage]:
         return self.handler.messages
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    handler = Received()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer("127.0.0.1", port, handler)
-    finally:
-        controller.stop()
