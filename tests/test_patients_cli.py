@@ -359,8 +359,8 @@ def test_show_json_and_table(cli: Cli, staff: Staff) -> None:
     create_ida(cli, "--no-invite", "--services", "booking")
     data = json.loads(cli("patient show 010203-1234 -o json").stdout)
     assert set(data) == {
-        "cpr", "name", "email", "record_email", "origin", "activated", "mitid_verified_at",
-        "clinic", "linked_at", "linked_by", "services", "no_mitid", "no_mitid_changed_at",
+        "cpr", "name", "email", "record_email", "origin", "activated", "status",
+        "mitid_verified_at", "clinic", "linked_at", "linked_by", "services", "no_mitid", "no_mitid_changed_at",
         "no_mitid_changed_by", "email_owner_confirmed_by", "email_owner_confirmed_at",
         "email_owner_confirmed_email", "mitid_required_after", "failed_logins",
         "locked_until", "created_at",
@@ -407,8 +407,9 @@ def test_list_search_filter_order(cli: Cli, staff: Staff) -> None:
     assert names("--no-mitid --search ida") == []
     r = cli("patient list -o csv --search ida")
     assert r.stdout == (
-        "cpr,name,email,activated,no_mitid,services\n"
-        '010203-****,Ida Hansen,ida@example.dk,no,no,"e-consultation, booking, prescription-renewal"\n'
+        "cpr,name,email,activated,status,no_mitid,services\n"
+        "010203-****,Ida Hansen,ida@example.dk,no,active,no,"
+        '"e-consultation, booking, prescription-renewal"\n'
     )
     r = cli("patient list --search nobody")
     assert (r.stdout, r.stderr) == ("", "No patients found.\n")

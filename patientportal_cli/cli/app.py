@@ -18,11 +18,13 @@ from patientportal_cli.cli import (
     delegations,
     demo,
     housekeeping,
+    lifecycle,
     mail,
     nomitid,
     patient_import,
     patients,
     portal,
+    reconcile,
     registration,
     staff,
 )
@@ -114,7 +116,10 @@ command(app, "whoami")(auth.whoami)
 command(app, "demo")(demo.demo)
 command(app, "housekeeping")(housekeeping.housekeeping)
 command(patients.app, "import")(patient_import.import_)
+command(patients.app, "deactivate")(lifecycle.deactivate)
+command(patients.app, "reactivate")(lifecycle.reactivate)
 command(patients.app, "change-cpr")(cpr_change.change_cpr)
+command(patients.app, "reconcile")(reconcile.reconcile)
 command(portal.app, "register")(registration.register)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")

@@ -61,6 +61,7 @@ LIST_COLUMNS = [
     ("name", "Name"),
     ("email", "E-mail"),
     ("activated", "Activated"),
+    ("status", "Status"),
     ("no_mitid", "No MitID"),
     ("services", "Services"),
 ]
@@ -338,15 +339,53 @@ def list_(
             "--after", metavar="CURSOR", help="Continue after the page that printed this value."
         ),
     ] = None,
+    never_activated: Annotated[
+        bool,
+        typer.Option("--never-activated", help="Only patients who have not chosen a password."),
+    ] = False,
+    inactive_since: Annotated[
+        str | None,
+        typer.Option(
+            "--inactive-since",
+            metavar="DATE",
+            help="Only patients with no portal login since DATE (YYYY-MM-DD, Copenhagen), "
+            "or none ever and created before it.",
+        ),
+    ] = None,
+    locked: Annotated[
+        bool, typer.Option("--locked", help="Only patients locked after failed logins.")
+    ] = False,
+    deactivated: Annotated[
+        bool, typer.Option("--deactivated", help="Only deactivated (not active) patients.")
+    ] = False,
+    shared_email: Annotated[
+        bool,
+        typer.Option(
+            "--shared-email",
+            help="Only patients whose e-mail another patient here also has.",
+        ),
+    ] = False,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """This clinic's patients, ordered by name; -o csv/json stream (any number of rows).
 
-    The listing is audited as one event (how many patients, the filter, the format).
+    The filters combine (each must hold). The listing is audited as one event (how many
+    patients, the filters, the format).
     """
     from patientportal_cli.services import patients
 
+    care = patients.CareFilter(
+        never_activated=never_activated,
+        inactive_since=(
+            patients.parse_day(inactive_since, flag="--inactive-since")
+            if inactive_since is not None
+            else None
+        ),
+        locked=locked,
+        deactivated=deactivated,
+        shared_email=shared_email,
+    )
     output = out(fmt)
     with staff_session(output, clinic=clinic_code) as (session, actor):
         listing = patients.list_patients(
@@ -357,6 +396,7 @@ def list_(
             fmt=fmt.value,
             limit=limit,
             after=after,
+            care=care,
         )
         try:
             output.stream_rows(
