@@ -42,7 +42,6 @@ from patientportal_cli.services import catalog
 from patientportal_cli.services.importing import BATCH_SIZE, bulk, validate
 from patientportal_cli.services.importing.reader import ImportFile, RawRow
 
-BATCH = BATCH_SIZE
 SHOW_REJECTED = 10
 KEEP_TEXT = 4096  # a longer rejected row is not kept; the report reads it again
 _FP_BITS = 30
@@ -138,7 +137,7 @@ class Plan:
         self,
         source: ImportFile,
         ctx: Context,
-        batch_size: int = BATCH,
+        batch_size: int = BATCH_SIZE,
         *,
         spool_dir: Path | None = None,
     ) -> None:
@@ -288,7 +287,7 @@ def make_plan(
     *,
     source: ImportFile,
     ctx: Context,
-    batch_size: int = BATCH,
+    batch_size: int = BATCH_SIZE,
     on_progress: Progress | None = None,
     spool_dir: Path | None = None,
 ) -> Plan:
