@@ -42,6 +42,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, PortalUser, RegistrationRequest
@@ -71,8 +72,9 @@ class Registration:
     mitid: bool = False  # made inside a MitID login
 
 
-def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationRequest | None:
-    return session.exec(
+def _pending_requests(*, clinic_id: int, cpr: str) -> SelectOfScalar[RegistrationRequest]:
+    """The CPR number's pending requests at the clinic, oldest first."""
+    return (
         select(RegistrationRequest)
         .where(
             RegistrationRequest.clinic_id == clinic_id,
@@ -80,7 +82,11 @@ def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationReque
             RegistrationRequest.status == RequestStatus.PENDING,
         )
         .order_by(col(RegistrationRequest.id))
-    ).first()
+    )
+
+
+def _pending(session: Session, *, clinic_id: int, cpr: str) -> RegistrationRequest | None:
+    return session.exec(_pending_requests(clinic_id=clinic_id, cpr=cpr)).first()
 
 
 LOG_IN_INSTEAD = (
@@ -208,72 +214,84 @@ def register(
     they run).
     """
     cpr = normalize_cpr(cpr)
-    name = clean_name(name) if name is not None else None
-    email = normalize_email(email) if email is not None else None
+    typed = _Registrant(
+        name=clean_name(name) if name is not None else None,
+        email=normalize_email(email) if email is not None else None,
+    )
     wanted = catalog.parse_services(services) if services is not None else None
-
-    verified_at: datetime | None = None
+    verified_at = None
     if broker is not None:
         verified_at = _verify(session, clinic_code=clinic_code, cpr=cpr, broker=broker)
     mitid = verified_at is not None
     clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr, mitid=mitid)
-    clinic_id = clinic.id
-    assert clinic_id is not None
-    password_hash: str | None = None
     if user is None:
         session.rollback()  # no transaction (SQLite: no write lock) while the patient types
-        if name is None or email is None:
-            if details is None:
-                raise MissingInput("--name" if name is None else "--email")
-            asked_name, asked_email = details()
-            name = name if name is not None else clean_name(asked_name)
-            email = email if email is not None else normalize_email(asked_email)
-        chosen = password()
-        passwords.check_policy(chosen)
-        password_hash = passwords.hash_password(chosen)
-
+        typed = _ask_new_user(typed, password=password, details=details)
     # The transaction that stores: look again, the world may have moved meanwhile.
-    _lock_cpr(session, clinic_id=clinic_id, cpr=cpr)
+    assert clinic.id is not None
+    _lock_cpr(session, clinic_id=clinic.id, cpr=cpr)
     clinic, user = _situation(session, clinic_code=clinic_code, cpr=cpr, mitid=mitid)
-    recipient: tuple[str, str] | None = None
-    if user is not None:
-        # the patient proved who they are; their user keeps its own name, e-mail and
-        # password, and is mailed at its own address only. A request shows the clinic only
-        # what was typed here (the user is not this clinic's patient before approval).
-        recipient = (user.email, user.name)
-        password_hash = None
-        if clinic.registration_mode != "approval":
-            name, email = user.name, user.email
-        else:
-            name, email = name or "", email or ""
-    elif password_hash is None or name is None or email is None:
-        # a user seen at the first look is gone (users are kept)
-        raise Conflict("The registration could not be completed; please try again.")
+    who = _registrant(typed, user, approval=clinic.registration_mode == "approval")
     offered = catalog.split_services(clinic.services)
     asked = wanted if wanted is not None else offered
     if clinic.registration_mode == "approval":
         return _request(
-            session,
-            clinic=clinic,
-            cpr=cpr,
-            name=name,
-            email=email,
-            asked=asked,
-            password_hash=password_hash,
-            existing=user is not None,
-            verified_at=verified_at,
-            recipient=recipient or (email, name),
+            session, clinic=clinic, cpr=cpr, who=who, asked=asked, verified_at=verified_at
         )
-    return _open(
-        session,
-        clinic=clinic,
-        cpr=cpr,
-        name=name,
-        email=email,
-        granted=[s for s in asked if s in offered],
-        password_hash=password_hash,
-        verified_at=verified_at,
-    )
+    granted = [s for s in asked if s in offered]
+    return _open(session, clinic=clinic, cpr=cpr, who=who, granted=granted, verified_at=verified_at)
+
+
+@dataclass(frozen=True)
+class _Registrant:
+    """Who registers: what was typed (or, for an existing user, what is used)."""
+
+    name: str | None
+    email: str | None
+    password_hash: str | None = None
+    user: PortalUser | None = None  # the existing user, inside a MitID login
+
+    @property
+    def recipient(self) -> tuple[str, str]:
+        """The mail's address and name: an existing user's own, never a typed one."""
+        if self.user is not None:
+            return self.user.email, self.user.name
+        return self.email or "", self.name or ""
+
+
+def _ask_new_user(
+    typed: _Registrant,
+    *,
+    password: Callable[[], str],
+    details: Callable[[], tuple[str, str]] | None,
+) -> _Registrant:
+    """A new user's name and e-mail (``details`` for those not typed) and password
+    (policy checked, hashed). May prompt: the caller has no transaction open."""
+    name, email = typed.name, typed.email
+    if name is None or email is None:
+        if details is None:
+            raise MissingInput("--name" if name is None else "--email")
+        asked_name, asked_email = details()
+        name = name if name is not None else clean_name(asked_name)
+        email = email if email is not None else normalize_email(asked_email)
+    chosen = password()
+    passwords.check_policy(chosen)
+    return _Registrant(name, email, passwords.hash_password(chosen))
+
+
+def _registrant(typed: _Registrant, user: PortalUser | None, *, approval: bool) -> _Registrant:
+    """Who registers, at the second look (``user``: the existing user then)."""
+    if user is not None:
+        # the patient proved who they are; their user keeps its own name, e-mail and
+        # password, and is mailed at its own address only. A request shows the clinic only
+        # what was typed here (the user is not this clinic's patient before approval).
+        if approval:
+            return _Registrant(typed.name or "", typed.email or "", user=user)
+        return _Registrant(user.name, user.email, user=user)
+    if typed.password_hash is None or typed.name is None or typed.email is None:
+        # a user seen at the first look is gone (users are kept)
+        raise Conflict("The registration could not be completed; please try again.")
+    return typed
 
 
 def _request(
@@ -281,21 +299,18 @@ def _request(
     *,
     clinic: Clinic,
     cpr: str,
-    name: str,
-    email: str,
+    who: _Registrant,
     asked: list[str],
-    password_hash: str | None,
-    existing: bool,
     verified_at: datetime | None,
-    recipient: tuple[str, str],
 ) -> Registration:
-    assert clinic.id is not None
+    assert clinic.id is not None and who.name is not None and who.email is not None
+    existing = who.user is not None
     request = RegistrationRequest(
         clinic_id=clinic.id,
         cpr=cpr,
-        name=name,
-        email=email,
-        password_hash=password_hash,
+        name=who.name,
+        email=who.email,
+        password_hash=who.password_hash,
         services=catalog.join_services(asked),
         mitid_verified_at=verified_at,
     )
@@ -316,10 +331,10 @@ def _request(
     )
     outbox.enqueue(
         session,
-        to=recipient[0],
+        to=who.recipient[0],
         template="request_received",
         clinic_id=clinic.id,
-        name=recipient[1],
+        name=who.recipient[1],
         clinic_name=clinic.name,
     )
     session.commit()
@@ -339,44 +354,17 @@ def _open(
     *,
     clinic: Clinic,
     cpr: str,
-    name: str,
-    email: str,
+    who: _Registrant,
     granted: list[str],
-    password_hash: str | None,
     verified_at: datetime | None,
 ) -> Registration:
-    assert clinic.id is not None
-    linked = users.ensure_linked(
-        session,
-        clinic_id=clinic.id,
-        cpr=cpr,
-        name=name,
-        email=email,
-        origin="self",
-        by=ACTOR,
-        services=catalog.join_services(granted),
-        password_hash=password_hash,
-        vouched_at=verified_at,
+    linked = _link_registrant(
+        session, clinic=clinic, cpr=cpr, who=who, granted=granted, verified_at=verified_at
     )
-    if not linked.link_created:  # a concurrent registration or a staff member was first
-        raise Conflict(f"This CPR number already has access to clinic {clinic.code} on {PORTAL}.")
-    if not linked.user_created and verified_at is None:  # created meanwhile by someone else
-        raise Conflict("The registration could not be completed; please try again.")
-    user = linked.user
     if verified_at is not None:  # the registration was made inside a MitID login
-        user.mitid_verified_at = verified_at
-        session.add(user)
-    # A request kept from when the clinic required approval is superseded by this one.
-    for old in session.exec(
-        select(RegistrationRequest).where(
-            RegistrationRequest.clinic_id == clinic.id,
-            RegistrationRequest.cpr == cpr,
-            RegistrationRequest.status == RequestStatus.PENDING,
-        )
-    ):
-        old.status, old.decided_by, old.decided_at = RequestStatus.WITHDRAWN, ACTOR, utcnow()
-        old.password_hash = None
-        session.add(old)
+        linked.user.mitid_verified_at = verified_at
+        session.add(linked.user)
+    _withdraw_pending(session, clinic=clinic, cpr=cpr)
     audit.record(
         session,
         actor=ACTOR,
@@ -390,7 +378,7 @@ def _open(
         },
     )
     # to the user's own address (a new user's is the one just given)
-    outbox.to_patient(session, "registered", user=user, clinic=clinic)
+    outbox.to_patient(session, "registered", user=linked.user, clinic=clinic)
     session.commit()
     return Registration(
         outcome="created" if linked.user_created else "linked",
@@ -400,3 +388,43 @@ def _open(
         existing_user=not linked.user_created,
         mitid=verified_at is not None,
     )
+
+
+def _link_registrant(
+    session: Session,
+    *,
+    clinic: Clinic,
+    cpr: str,
+    who: _Registrant,
+    granted: list[str],
+    verified_at: datetime | None,
+) -> users.Linked:
+    """Create the user or link the existing one (R1); a Conflict when someone else was
+    first (a link made meanwhile, or a user created meanwhile outside MitID)."""
+    assert clinic.id is not None and who.name is not None and who.email is not None
+    linked = users.ensure_linked(
+        session,
+        clinic_id=clinic.id,
+        cpr=cpr,
+        name=who.name,
+        email=who.email,
+        origin="self",
+        by=ACTOR,
+        services=catalog.join_services(granted),
+        password_hash=who.password_hash,
+        vouched_at=verified_at,
+    )
+    if not linked.link_created:  # a concurrent registration or a staff member was first
+        raise Conflict(f"This CPR number already has access to clinic {clinic.code} on {PORTAL}.")
+    if not linked.user_created and verified_at is None:  # created meanwhile by someone else
+        raise Conflict("The registration could not be completed; please try again.")
+    return linked
+
+
+def _withdraw_pending(session: Session, *, clinic: Clinic, cpr: str) -> None:
+    """A request kept from when the clinic required approval is superseded by this one."""
+    assert clinic.id is not None
+    for old in session.exec(_pending_requests(clinic_id=clinic.id, cpr=cpr)):
+        old.status, old.decided_by, old.decided_at = RequestStatus.WITHDRAWN, ACTOR, utcnow()
+        old.password_hash = None
+        session.add(old)
