@@ -126,15 +126,69 @@ def update(
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
     user = _locked_user(session, user)
+    result = _planned(
+        user,
+        link,
+        clinic=clinic,
+        name=new_name,
+        email=new_email,
+        email_owner_confirmed=email_owner_confirmed,
+        dry_run=dry_run,
+    )
+    if not result.changed:
+        session.rollback()
+        return result
+    if dry_run:
+        session.rollback()
+        _record(
+            session,
+            actor,
+            clinic,
+            user,
+            Action.PATIENT_DRY_RUN,
+            command="update",
+            fields=result.changed,
+        )
+        session.commit()
+        return result
+    if "email" in result.changed and link.no_mitid and not email_owner_confirmed:
+        session.rollback()
+        raise nomitid.confirmation_missing()
+    details: dict[str, Any] = {"fields": result.changed}
+    if "name" in result.changed:
+        details["name"] = {"old": user.name, "new": result.name}
+        user.name = result.name
+    if "email" in result.changed:
+        details |= _change_email(
+            session, actor=actor, clinic=clinic, user=user, link=link, result=result
+        )
+    session.add(user)
+    _record(session, actor, clinic, user, Action.PATIENT_UPDATE, **details)
+    session.commit()
+    return result
+
+
+def _planned(
+    user: PortalUser,
+    link: ClinicLink,
+    *,
+    clinic: Clinic,
+    name: str | None,
+    email: str | None,
+    email_owner_confirmed: bool,
+    dry_run: bool,
+) -> UpdateResult:
+    """What would change: a value equal to the stored one (an e-mail ignoring case) is
+    no change."""
     changed: list[str] = []
-    if new_email is not None and new_email.casefold() != user.email.casefold():
+    if email is not None and email.casefold() != user.email.casefold():
         changed.append("email")
-    if new_name is not None and new_name != user.name:
+    if name is not None and name != user.name:
         changed.append("name")
-    result = UpdateResult(
+    return UpdateResult(
         cpr=user.cpr,
-        name=new_name if "name" in changed and new_name else user.name,
-        email=new_email if "email" in changed and new_email else user.email,
+        name=name if "name" in changed and name else user.name,
+        email=email if "email" in changed and email else user.email,
         old_name=user.name,
         old_email=user.email,
         clinic_code=clinic.code,
@@ -144,75 +198,68 @@ def update(
         activated=bool(user.password_hash),
         dry_run=dry_run,
     )
-    if not changed:
-        session.rollback()
-        return result
-    if dry_run:
-        session.rollback()
-        audit.record(
-            session,
-            actor=actor.username,
-            clinic=clinic.code,
-            action=Action.PATIENT_DRY_RUN,
-            target=target(user.cpr),
-            details={"command": "update", "fields": changed},
-        )
-        session.commit()
-        return result
-    if "email" in changed and link.no_mitid and not email_owner_confirmed:
-        session.rollback()
-        raise nomitid.confirmation_missing()
 
-    now = utcnow()
-    details: dict[str, Any] = {"fields": changed}
-    if "name" in changed:
-        details["name"] = {"old": user.name, "new": result.name}
-        user.name = result.name
-    if "email" in changed:
-        details["email"] = {"old": user.email, "new": result.email}
-        user.email = result.email
-        user.credentials_vouched_at = now
-        details["credentials_vouched_at"] = now.isoformat()
-        link.record_email = result.email
-        if link.no_mitid:
-            link.email_owner_confirmed_at = now
-            link.email_owner_confirmed_by = actor.username
-            link.email_owner_confirmed_email = result.email
-            details["email_owner_confirmed"] = {
-                "by": actor.username,
-                "at": now.isoformat(),
-                "email": result.email,
-                "confirmed": nomitid.STATEMENT,
-            }
-        session.add(link)
-        assert user.id is not None
-        outbox.end_pending_codes(
-            session,
-            user_id=user.id,
-            reason="the clinic changed the patient's e-mail",
-        )
-        clear_stale_flags(session, user=user, here=clinic)
-        outbox.enqueue(
-            session,
-            to=result.old_email,
-            template="email_changed",
-            clinic_id=clinic.id,
-            user_id=user.id,
-            name=result.old_name,  # the name the holder of the old address knows
-            clinic_name=clinic.name,
-            new_email=mask_email(result.email),
-        )
-    session.add(user)
+
+def _record(
+    session: Session, actor: Actor, clinic: Clinic, user: PortalUser, action: Action, **details: Any
+) -> None:
     audit.record(
         session,
         actor=actor.username,
         clinic=clinic.code,
-        action=Action.PATIENT_UPDATE,
+        action=action,
         target=target(user.cpr),
         details=details,
     )
-    session.commit()
-    return result
+
+
+def _change_email(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    user: PortalUser,
+    link: ClinicLink,
+    result: UpdateResult,
+) -> dict[str, Any]:
+    """Set the new e-mail, vouched for (and confirmed here where the flag is set); end
+    the open codes, clear stale flags elsewhere, tell the old address. Returns the audit
+    details."""
+    now = utcnow()
+    details: dict[str, Any] = {"email": {"old": user.email, "new": result.email}}
+    user.email = result.email
+    user.credentials_vouched_at = now
+    details["credentials_vouched_at"] = now.isoformat()
+    link.record_email = result.email
+    if link.no_mitid:
+        link.email_owner_confirmed_at = now
+        link.email_owner_confirmed_by = actor.username
+        link.email_owner_confirmed_email = result.email
+        details["email_owner_confirmed"] = {
+            "by": actor.username,
+            "at": now.isoformat(),
+            "email": result.email,
+            "confirmed": nomitid.STATEMENT,
+        }
+    session.add(link)
+    assert user.id is not None
+    outbox.end_pending_codes(
+        session,
+        user_id=user.id,
+        reason="the clinic changed the patient's e-mail",
+    )
+    clear_stale_flags(session, user=user, here=clinic)
+    outbox.enqueue(
+        session,
+        to=result.old_email,
+        template="email_changed",
+        clinic_id=clinic.id,
+        user_id=user.id,
+        name=result.old_name,  # the name the holder of the old address knows
+        clinic_name=clinic.name,
+        new_email=mask_email(result.email),
+    )
+    return details
 
 
 def clear_stale_flags(session: Session, *, user: PortalUser, here: Clinic) -> None:
@@ -285,14 +332,7 @@ def reset_password(
     )
     if dry_run:
         session.rollback()
-        audit.record(
-            session,
-            actor=actor.username,
-            clinic=clinic.code,
-            action=Action.PATIENT_DRY_RUN,
-            target=target(user.cpr),
-            details={"command": "reset-password"},
-        )
+        _record(session, actor, clinic, user, Action.PATIENT_DRY_RUN, command="reset-password")
         session.commit()
         return result
     user.password_hash = None
