@@ -6,7 +6,7 @@ The command belongs to the ``portal`` group; ``cli/app.py`` registers it there.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from patientportal_cli.cli.common import (
     get_password,
     out,
 )
+
+if TYPE_CHECKING:
+    from patientportal_cli.services.registration import Registration
 
 
 class Login(StrEnum):
@@ -32,30 +35,34 @@ def _ask(value: str | None, message: str, flag: str, what: str) -> str:
     return prompts.text(message, flag=flag, what=what)
 
 
+NameOpt = Annotated[str | None, typer.Option("--name", help="The patient's full name.")]
+EmailOpt = Annotated[str | None, typer.Option("--email", help="The patient's e-mail address.")]
+ServicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--services",
+        help="Services asked for, comma-separated: e-consultation, booking, "
+        "prescription-renewal (default: all the clinic offers).",
+    ),
+]
+LoginOpt = Annotated[
+    Login | None,
+    typer.Option(
+        "--login",
+        help="Register inside a MitID login (simulated): needed when the CPR number "
+        "already has a portal user.",
+    ),
+]
+
+
 def register(
     cpr: Annotated[str, typer.Argument(help="The patient's CPR number (DDMMYY-SSSS).")],
     clinic_code: ClinicOpt = None,
-    name: Annotated[str | None, typer.Option("--name", help="The patient's full name.")] = None,
-    email: Annotated[
-        str | None, typer.Option("--email", help="The patient's e-mail address.")
-    ] = None,
-    services: Annotated[
-        str | None,
-        typer.Option(
-            "--services",
-            help="Services asked for, comma-separated: e-consultation, booking, "
-            "prescription-renewal (default: all the clinic offers).",
-        ),
-    ] = None,
+    name: NameOpt = None,
+    email: EmailOpt = None,
+    services: ServicesOpt = None,
     password_stdin: PasswordStdinOpt = False,
-    login: Annotated[
-        Login | None,
-        typer.Option(
-            "--login",
-            help="Register inside a MitID login (simulated): needed when the CPR number "
-            "already has a portal user.",
-        ),
-    ] = None,
+    login: LoginOpt = None,
 ) -> None:
     """Register as a patient online at a clinic, as its registration mode allows.
 
@@ -97,29 +104,32 @@ def register(
             details=details,
             broker=mitid.broker() if login is Login.mitid else None,
         )
+    output.success(_registered_text(done))
+    send_queued(output, clinic=done.clinic_code)
+
+
+def _registered_text(done: Registration) -> str:
+    """What the registration did: a request sent, a user created, or a user linked."""
     granted = ", ".join(done.services) or "none"
     where = f"clinic {done.clinic_code} ({done.clinic_name})"
     if done.outcome == "requested":
         who = "the existing portal user" if done.existing_user else "a new portal user"
-        output.success(
+        return (
             f"Registration request {done.request_id} sent to {where} for {who}: a doctor "
             f"approves or rejects it, and the answer is e-mailed. Services asked for: {granted}."
         )
-    elif done.outcome == "created":
-        if done.mitid:
-            output.success(
-                f"Portal user created and linked to {where} inside your MitID login; "
-                f"services: {granted}. Your password and e-mail work for two-factor login."
-            )
-        else:
-            output.success(
-                f"Portal user created and linked to {where}; services: {granted}. The first "
-                "login needs MitID, where you confirm your password and e-mail (or the "
-                "clinic's no-MitID flag)."
-            )
-    else:
-        output.success(
-            f"Your portal user is now linked to {where} (its name, e-mail and password are "
-            f"unchanged); services: {granted}."
+    if done.outcome == "created" and done.mitid:
+        return (
+            f"Portal user created and linked to {where} inside your MitID login; "
+            f"services: {granted}. Your password and e-mail work for two-factor login."
         )
-    send_queued(output, clinic=done.clinic_code)
+    if done.outcome == "created":
+        return (
+            f"Portal user created and linked to {where}; services: {granted}. The first "
+            "login needs MitID, where you confirm your password and e-mail (or the "
+            "clinic's no-MitID flag)."
+        )
+    return (
+        f"Your portal user is now linked to {where} (its name, e-mail and password are "
+        f"unchanged); services: {granted}."
+    )
