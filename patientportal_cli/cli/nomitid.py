@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
+
+if TYPE_CHECKING:
+    from patientportal_cli.output import Output
+    from patientportal_cli.services.users import PatientFacts
 
 app = typer.Typer(
     help='The "Patienten har ikke MitID" flag: two-factor login at this clinic without MitID.',
@@ -40,7 +44,6 @@ def set_(
     """
     from patientportal_cli import prompts
     from patientportal_cli.cli.mail import send_queued
-    from patientportal_cli.errors import Refused
     from patientportal_cli.services import nomitid, patients
 
     if not confirm_email_owner and not prompts.interactive():
@@ -51,43 +54,52 @@ def set_(
         if not confirm_email_owner:
             facts = patients.summary(session, actor=actor, cpr=cpr)
             if facts.no_mitid:
-                output.message(
-                    f"{facts.label} already has the no-MitID flag "
-                    f"at clinic {facts.clinic_code}; nothing changed."
-                )
+                output.message(_already_flagged(facts))
                 return
-            output.message(f"Patient: {facts.label}")
-            output.message(f"E-mail address on record: {facts.email}")
-            if facts.record_email and facts.record_email.casefold() != facts.email.casefold():
-                output.message(
-                    f"(The clinic's record card has {facts.record_email}; the security "
-                    "codes go to the address above.)"
-                )
-            if not prompts.confirm(
-                "Does this e-mail address belong to the patient or to a person with power "
-                "of attorney (fuldmagt) to act on the patient's behalf?",
-                flag="--confirm-email-owner",
-            ):
-                raise Refused("Not confirmed: the flag was not set.")
-            confirmed_email = facts.email
+            confirmed_email = _confirm_email_owner(output, facts)
         facts, changed = nomitid.set_flag(
             session, actor=actor, cpr=cpr, confirmed_email=confirmed_email
         )
-    who = facts.label
     if not changed:
-        output.message(
-            f"{who} already has the no-MitID flag at clinic {facts.clinic_code}; nothing changed."
-        )
+        output.message(_already_flagged(facts))
         return
     output.success(
-        f"No-MitID flag set for {who} at clinic {facts.clinic_code}: two-factor login is "
-        "allowed here."
+        f"No-MitID flag set for {facts.label} at clinic {facts.clinic_code}: two-factor login "
+        "is allowed here."
     )
     output.message(
         f"Recorded: {actor.username} confirmed that {facts.email} belongs to the patient "
         "or to a person with power of attorney."
     )
     send_queued(output, clinic=actor.clinic_code)
+
+
+def _already_flagged(facts: PatientFacts) -> str:
+    return (
+        f"{facts.label} already has the no-MitID flag at clinic {facts.clinic_code}; "
+        "nothing changed."
+    )
+
+
+def _confirm_email_owner(output: Output, facts: PatientFacts) -> str:
+    """Show the address the codes go to and ask who it belongs to; the address confirmed."""
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Refused
+
+    output.message(f"Patient: {facts.label}")
+    output.message(f"E-mail address on record: {facts.email}")
+    if facts.record_email and facts.record_email.casefold() != facts.email.casefold():
+        output.message(
+            f"(The clinic's record card has {facts.record_email}; the security "
+            "codes go to the address above.)"
+        )
+    if not prompts.confirm(
+        "Does this e-mail address belong to the patient or to a person with power "
+        "of attorney (fuldmagt) to act on the patient's behalf?",
+        flag="--confirm-email-owner",
+    ):
+        raise Refused("Not confirmed: the flag was not set.")
+    return facts.email
 
 
 @command(app, "clear")
