@@ -193,32 +193,43 @@ def password(
     out().success("Your password is changed; your other login sessions have ended.")
 
 
+EnableOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--enable/--disable",
+        help="Enable the account again, or disable it everywhere (its sessions and tokens end).",
+    ),
+]
+MayCreateClinicsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--may-create-clinics/--no-may-create-clinics",
+        help="Give or take the right to create clinics (and see every clinic).",
+    ),
+]
+NewPasswordOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-password",
+        help="Set a new password (asked, or with --password-stdin); all the account's "
+        "sessions and tokens end.",
+    ),
+]
+ACCOUNT_CHANGES = {
+    ("active", True): "enabled",
+    ("active", False): "disabled (its sessions and tokens are revoked)",
+    ("may_create_clinics", True): "may create clinics",
+    ("may_create_clinics", False): "may no longer create clinics",
+    ("password", "set"): "has a new password (its sessions and tokens are revoked)",
+}
+
+
 @command(app, "account")
 def account(
     username: UsernameArg,
-    enable: Annotated[
-        bool | None,
-        typer.Option(
-            "--enable/--disable",
-            help="Enable the account again, or disable it everywhere (its sessions and "
-            "tokens end).",
-        ),
-    ] = None,
-    may_create_clinics: Annotated[
-        bool | None,
-        typer.Option(
-            "--may-create-clinics/--no-may-create-clinics",
-            help="Give or take the right to create clinics (and see every clinic).",
-        ),
-    ] = None,
-    new_password: Annotated[
-        bool,
-        typer.Option(
-            "--new-password",
-            help="Set a new password (asked, or with --password-stdin); all the account's "
-            "sessions and tokens end.",
-        ),
-    ] = False,
+    enable: EnableOpt = None,
+    may_create_clinics: MayCreateClinicsOpt = None,
+    new_password: NewPasswordOpt = False,
     password_stdin: PasswordStdinOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
@@ -227,17 +238,10 @@ def account(
     Only staff who may create clinics do this, and not for their own account; clinic
     admins change only roles at their clinic. Every change is audited.
     """
-    from patientportal_cli.errors import InvalidInput
     from patientportal_cli.services import staff
 
     name = staff.check_username(username)
-    if password_stdin and not new_password:
-        raise InvalidInput("--password-stdin goes with --new-password.")
-    if enable is None and may_create_clinics is None and not new_password:
-        raise InvalidInput(
-            "Nothing to change: give --enable, --disable, --may-create-clinics, "
-            "--no-may-create-clinics or --new-password."
-        )
+    _check_account_options(enable, may_create_clinics, new_password, password_stdin)
     with staff_session(clinic=clinic_code) as (_session, actor):
         staff.require_account_admin(actor)  # refused before a password is asked for
     pw = None
@@ -255,14 +259,23 @@ def account(
     if not changes:
         out().message(f"Nothing changed for {name}.")
         return
-    said = {
-        ("active", True): "enabled",
-        ("active", False): "disabled (its sessions and tokens are revoked)",
-        ("may_create_clinics", True): "may create clinics",
-        ("may_create_clinics", False): "may no longer create clinics",
-        ("password", "set"): "has a new password (its sessions and tokens are revoked)",
-    }
-    out().success(f"{name}: " + "; ".join(said[item] for item in changes.items()) + ".")
+    said = "; ".join(ACCOUNT_CHANGES[item] for item in changes.items())
+    out().success(f"{name}: {said}.")
+
+
+def _check_account_options(
+    enable: bool | None, may_create_clinics: bool | None, new_password: bool, password_stdin: bool
+) -> None:
+    """Refuse (exit 2) --password-stdin without --new-password, and nothing to change."""
+    from patientportal_cli.errors import InvalidInput
+
+    if password_stdin and not new_password:
+        raise InvalidInput("--password-stdin goes with --new-password.")
+    if enable is None and may_create_clinics is None and not new_password:
+        raise InvalidInput(
+            "Nothing to change: give --enable, --disable, --may-create-clinics, "
+            "--no-may-create-clinics or --new-password."
+        )
 
 
 @command(token_app, "create")
