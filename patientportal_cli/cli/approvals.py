@@ -259,8 +259,6 @@ def review(clinic_code: ClinicOpt = None) -> None:
 
 
 def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]) -> None:
-    from patientportal_cli import prompts
-    from patientportal_cli.errors import Conflict, NotFound
     from patientportal_cli.services import approvals
 
     actor.require_role("doctor", action="review registration requests")
@@ -271,54 +269,85 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
         return
     for n, request_id in enumerate(ids, 1):
         info = approvals.get_request(session, actor=actor, request_id=request_id)
-        row = request_row(info)  # read everything now: nothing may load during the prompt
-        grantable = info.grantable
+        # read everything now: nothing may load during the prompt
+        request, fields, grantable = info.request, _review_fields(info), info.grantable
+        status, decided_by = request.status, request.decided_by
         session.rollback()  # no transaction (SQLite: no write lock) while the doctor thinks
-        if row["status"] != RequestStatus.PENDING:
-            output.message(
-                f"Request {request_id} was {row['status']} by {row['decided_by']} meanwhile."
-            )
+        if status != RequestStatus.PENDING:
+            output.message(f"Request {request_id} was {status} by {decided_by} meanwhile.")
             counts["gone"] += 1
             continue
-        fields = {k: row[k] for k in ("submitted_at", "cpr", "name", "email", "user")}
-        fields["linked_before"] = info.linked_before
-        fields["services_asked_for"] = row["services"]
-        fields["clinic_offers"] = info.offered
         output.panel(f"Request {request_id} ({n} of {len(ids)})", fields)
-        choices = [("approve", f"Approve (services: {_services(grantable)})")]
-        if grantable:
-            choices.append(("fewer", "Approve with fewer services"))
-        choices += [("reject", "Reject"), ("skip", "Skip"), ("quit", "Quit")]
-        choice = prompts.select("Decision:", choices, flag="requests approve/reject")
+        choice = _ask_decision(grantable)
         if choice == "quit":
             counts["left"] += len(ids) - n + 1
             return
         if choice == "skip":
             counts["skipped"] += 1
             continue
-        try:
-            if choice == "reject":
-                reason = prompts.text(
-                    "Reason (e-mailed to the patient; may be empty):", flag="--reason"
-                )
-                decided = approvals.reject(
-                    session, actor=actor, request_id=request_id, reason=reason or None
-                )
-                output.success(_rejected_text(decided))
-                counts["rejected"] += 1
-                continue
-            services = None
-            if choice == "fewer":
-                services = prompts.checkbox(
-                    "Services to grant (space toggles, enter accepts):",
-                    [(s, s, True) for s in grantable],
-                    flag="--services",
-                )
-            decided = approvals.approve(
-                session, actor=actor, request_id=request_id, services=services
+        counts[_decide(session, actor, output, request_id, choice, grantable)] += 1
+
+
+def _review_fields(info: RequestInfo) -> dict[str, Any]:
+    """What the doctor sees of a request while deciding."""
+    r = info.request
+    return {
+        "submitted_at": r.submitted_at,
+        "cpr": r.cpr,
+        "name": r.name,
+        "email": r.email,
+        "user": "existing" if info.existing_user else "new",
+        "linked_before": info.linked_before,
+        "services_asked_for": info.requested,
+        "clinic_offers": info.offered,
+    }
+
+
+def _ask_decision(grantable: list[str]) -> str:
+    """approve, fewer (only when something can be granted), reject, skip or quit."""
+    from patientportal_cli import prompts
+
+    choices = [("approve", f"Approve (services: {_services(grantable)})")]
+    if grantable:
+        choices.append(("fewer", "Approve with fewer services"))
+    choices += [("reject", "Reject"), ("skip", "Skip"), ("quit", "Quit")]
+    return prompts.select("Decision:", choices, flag="requests approve/reject")
+
+
+def _decide(
+    session: Session,
+    actor: Any,
+    output: Output,
+    request_id: int,
+    choice: str,
+    grantable: list[str],
+) -> str:
+    """Reject (asks the reason) or approve (fewer: asks the services); the count it adds
+    to: approved, rejected, or gone (decided by someone else meanwhile)."""
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Conflict, NotFound
+    from patientportal_cli.services import approvals
+
+    try:
+        if choice == "reject":
+            reason = prompts.text(
+                "Reason (e-mailed to the patient; may be empty):", flag="--reason"
             )
-            output.success(_approved_text(decided))
-            counts["approved"] += 1
-        except (NotFound, Conflict) as exc:
-            output.warn(str(exc))
-            counts["gone"] += 1
+            decided = approvals.reject(
+                session, actor=actor, request_id=request_id, reason=reason or None
+            )
+            output.success(_rejected_text(decided))
+            return "rejected"
+        services = None
+        if choice == "fewer":
+            services = prompts.checkbox(
+                "Services to grant (space toggles, enter accepts):",
+                [(s, s, True) for s in grantable],
+                flag="--services",
+            )
+        decided = approvals.approve(session, actor=actor, request_id=request_id, services=services)
+        output.success(_approved_text(decided))
+        return "approved"
+    except (NotFound, Conflict) as exc:
+        output.warn(str(exc))
+        return "gone"
