@@ -97,6 +97,27 @@ def create(
     out().success(f"Created clinic {clinic.code} ({clinic.name}); you are its admin.")
 
 
+def _ask_pending(waiting: int, may_approve: bool, reason: str | None) -> tuple[str, str | None]:
+    """Ask what happens to the pending requests, and the reason when they are rejected
+    (unless --reason gave it); approving them needs a doctor (services/approvals.py)."""
+    from patientportal_cli import prompts
+
+    choices = [("keep", "Keep them in the queue"), ("reject", "Reject them")]
+    if may_approve:
+        choices.append(("approve", "Approve them"))
+    choice = prompts.select(
+        f"{waiting} request(s) are pending. What should happen to them?",
+        choices,
+        flag="--pending",
+    )
+    if choice == "reject" and reason is None:
+        reason = (
+            prompts.text("Reason (e-mailed to the patients, may be empty):", flag="--reason")
+            or None
+        )
+    return choice, reason
+
+
 @command(app, "set-registration")
 def set_registration(
     mode: Annotated[Mode, typer.Argument(help="none, approval or open.")],
@@ -128,21 +149,7 @@ def set_registration(
             and prompts.interactive()
         ):
             session.rollback()  # no open transaction while the person answers
-            choices = [("keep", "Keep them in the queue"), ("reject", "Reject them")]
-            if actor.has_role("doctor"):  # approving needs a doctor (services/approvals.py)
-                choices.append(("approve", "Approve them"))
-            choice = prompts.select(
-                f"{waiting} request(s) are pending. What should happen to them?",
-                choices,
-                flag="--pending",
-            )
-            if choice == "reject" and reason is None:
-                reason = (
-                    prompts.text(
-                        "Reason (e-mailed to the patients, may be empty):", flag="--reason"
-                    )
-                    or None
-                )
+            choice, reason = _ask_pending(waiting, actor.has_role("doctor"), reason)
         clinic, old, handled = clinics.set_registration(
             session, actor=actor, mode=mode.value, pending=choice, reason=reason
         )
