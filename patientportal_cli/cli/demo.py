@@ -106,50 +106,13 @@ def _build(output: Output, home: Path) -> str | None:
     from patientportal_cli.cli.common import database
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.db import migrate
-    from patientportal_cli.services import auth, clinics, registration, staff
+    from patientportal_cli.services import auth
 
     with database(migrate=False) as session:
         migrate.upgrade(session.get_bind())  # type: ignore[arg-type]
-        staff.init(
-            session,
-            clinic_code="NORD",
-            clinic_name="Nordklinikken",
-            admin="anna",
-            admin_name="Anna Andersen",
-            password=PASSWORD,
-        )
-        anna = _actor(session, "anna", "NORD")
-        clinics.set_registration(session, actor=anna, mode="approval")
-        clinics.create(session, actor=anna, code="SYD", name="Sydklinikken", mode="open")
-        for username, name, role, clinic in STAFF:
-            staff.add(
-                session,
-                actor=_actor(session, "anna", clinic),
-                username=username,
-                full_name=name,
-                role=role,
-                password=PASSWORD,
-            )
+        _clinics_and_staff(session)
         imported = _import(session, _actor(session, "sofie", "NORD"))
-        for cpr, name, email, services in PENDING:
-            registration.register(
-                session,
-                clinic_code="NORD",
-                cpr=cpr,
-                name=name,
-                email=email,
-                services=services,
-                password=lambda: PASSWORD,
-            )
-        for cpr, name, email in OPEN:
-            registration.register(
-                session,
-                clinic_code="SYD",
-                cpr=cpr,
-                name=name,
-                email=email,
-                password=lambda: PASSWORD,
-            )
+        _self_registrations(session)
         token, _ = auth.login(session, username="lars", password=PASSWORD, clinic_code="NORD")
     sent, _failed = send_queued(output, clinic=None, quiet=True)
     output.message(
@@ -160,6 +123,57 @@ def _build(output: Output, home: Path) -> str | None:
         keystore.set("session", home, token)
         return None
     return token
+
+
+def _clinics_and_staff(session: Session) -> None:
+    """NORD (approval mode, anna its admin) and SYD (open mode), and the STAFF."""
+    from patientportal_cli.services import clinics, staff
+
+    staff.init(
+        session,
+        clinic_code="NORD",
+        clinic_name="Nordklinikken",
+        admin="anna",
+        admin_name="Anna Andersen",
+        password=PASSWORD,
+    )
+    anna = _actor(session, "anna", "NORD")
+    clinics.set_registration(session, actor=anna, mode="approval")
+    clinics.create(session, actor=anna, code="SYD", name="Sydklinikken", mode="open")
+    for username, name, role, clinic in STAFF:
+        staff.add(
+            session,
+            actor=_actor(session, "anna", clinic),
+            username=username,
+            full_name=name,
+            role=role,
+            password=PASSWORD,
+        )
+
+
+def _self_registrations(session: Session) -> None:
+    """The PENDING requests at NORD and the OPEN registrations at SYD."""
+    from patientportal_cli.services import registration
+
+    for cpr, name, email, services in PENDING:
+        registration.register(
+            session,
+            clinic_code="NORD",
+            cpr=cpr,
+            name=name,
+            email=email,
+            services=services,
+            password=lambda: PASSWORD,
+        )
+    for cpr, name, email in OPEN:
+        registration.register(
+            session,
+            clinic_code="SYD",
+            cpr=cpr,
+            name=name,
+            email=email,
+            password=lambda: PASSWORD,
+        )
 
 
 def _actor(session: Session, username: str, clinic: str) -> Actor:
