@@ -69,6 +69,7 @@ class Action(StrEnum):
     PATIENT_IMPORT = "patient.import"
     PATIENT_DRY_RUN = "patient.dry_run"
     PATIENT_CHANGE_CPR = "patient.change_cpr"  # services/cpr_change.py
+    PATIENT_RECONCILE = "patient.reconcile"  # services/reconcile.py: one per run
     # a patient's lifecycle (services/lifecycle.py)
     PATIENT_DEACTIVATE = "patient.deactivate"
     PATIENT_REACTIVATE = "patient.reactivate"

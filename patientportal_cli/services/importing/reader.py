@@ -64,6 +64,22 @@ ACCEPTED = (
     "cpr (cpr-nummer, cprnr), name (navn), email (e-mail, mail), "
     "no_mitid (ingen_mitid, ingen mitid), services (ydelser)"
 )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns a kind of file has: ``fields`` in the order of ``RawRow.values``, the
+    ``required`` ones, header ``aliases`` (normalised as ``canonical`` does) and the
+    ``accepted`` text of error messages. ``IMPORT`` is ``patient import``'s; ``patient
+    reconcile`` (services/reconcile.py) has its own."""
+
+    fields: tuple[str, ...]
+    required: tuple[str, ...]
+    aliases: dict[str, str]
+    accepted: str
+
+
+IMPORT = Layout(FIELDS, REQUIRED, ALIASES, ACCEPTED)
 DELIMITERS = {";": "semicolon", ",": "comma", "\t": "tab"}
 FORMATS = ("csv", "jsonl")
 _CHUNK = 1 << 20
@@ -110,6 +126,7 @@ class ImportFile:
     path: Path
     encoding: str = "utf-8"
     delimiter: str = ","
+    layout: Layout = IMPORT
     columns: list[str] = field(default_factory=list)  # canonical names, in file order
     headers: list[str] = field(default_factory=list)  # as written in the file
     notices: list[str] = field(default_factory=list)
@@ -140,9 +157,9 @@ class ImportFile:
         width = len(self.columns)
         # cells -> values in FIELDS order; a missing column reads a None put after the cells
         pick = operator.itemgetter(
-            *(self.columns.index(f) if f in self.columns else width for f in FIELDS)
+            *(self.columns.index(f) if f in self.columns else width for f in self.layout.fields)
         )
-        pad = len(set(self.columns)) < len(FIELDS)
+        pad = len(set(self.columns)) < len(self.layout.fields)
         used = [0]  # characters read for the row being read (_bounded_lines)
         end = 0
         with self._open_text() as handle:
@@ -205,16 +222,16 @@ class ImportFile:
                     if error is not None:
                         yield RawRow(number, (), text, error)
                         continue
-                    mapped, unknown = _map_keys(values)
+                    mapped, unknown = _map_keys(values, self.layout)
                     if unknown:
                         yield RawRow(
                             number,
                             (),
                             text,
-                            f"Unknown field(s) {', '.join(unknown)}; accepted: {ACCEPTED}.",
+                            f"Unknown field(s) {', '.join(unknown)}; accepted: {self.layout.accepted}.",
                         )
                         continue
-                    yield RawRow(number, tuple(mapped.get(f) for f in FIELDS), text)
+                    yield RawRow(number, tuple(mapped.get(f) for f in self.layout.fields), text)
             except UnicodeDecodeError as exc:
                 raise InvalidInput(
                     f"{self.name} cannot be read as {self.encoding}: {exc.reason}; pass --encoding."
@@ -246,18 +263,18 @@ def _too_long(name: str, line: int, *, is_csv: bool) -> str:
     )
 
 
-def canonical(header: str) -> str | None:
+def canonical(header: str, layout: Layout = IMPORT) -> str | None:
     key = header.strip().lstrip("\ufeff").lower()
     for ch in " -_\t":
         key = key.replace(ch, "")
-    return ALIASES.get(key)
+    return layout.aliases.get(key)
 
 
-def _map_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _map_keys(values: dict[str, Any], layout: Layout) -> tuple[dict[str, Any], list[str]]:
     mapped: dict[str, Any] = {}
     unknown: list[str] = []
     for key, value in values.items():
-        name = canonical(str(key))
+        name = canonical(str(key), layout)
         if name is None or name in mapped:
             unknown.append(repr(key))
         else:
@@ -281,12 +298,12 @@ def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
-def _check_columns(headers: list[str], name: str) -> list[str]:
+def _check_columns(headers: list[str], name: str, layout: Layout) -> list[str]:
     columns: list[str] = []
     unknown: list[str] = []
     repeated: list[str] = []
     for header in headers:
-        canon = canonical(header)
+        canon = canonical(header, layout)
         if canon is None:
             unknown.append(header.strip() or "(empty)")
         elif canon in columns:
@@ -297,11 +314,11 @@ def _check_columns(headers: list[str], name: str) -> list[str]:
         problems.append("unknown column(s) " + ", ".join(repr(u) for u in unknown))
     if repeated:
         problems.append("repeated column(s) " + ", ".join(repr(r) for r in repeated))
-    missing = [r for r in REQUIRED if r not in columns]
+    missing = [r for r in layout.required if r not in columns]
     if missing:
         problems.append("missing required column(s) " + ", ".join(missing))
     if problems:
-        raise InvalidInput(f"{name}: {'; '.join(problems)}. Accepted columns: {ACCEPTED}.")
+        raise InvalidInput(f"{name}: {'; '.join(problems)}. Accepted columns: {layout.accepted}.")
     return columns
 
 
@@ -396,14 +413,14 @@ def _check_delimiter(delimiter: str) -> str:
     return value
 
 
-def _sniff_delimiter(header_line: str) -> str:
+def _sniff_delimiter(header_line: str, layout: Layout) -> str:
     best, best_score = ";", (-1, -1)
     for delimiter in DELIMITERS:
         try:
             cells = next(csv.reader([header_line], delimiter=delimiter))
         except (csv.Error, StopIteration):
             continue
-        known = sum(1 for c in cells if canonical(c) is not None)
+        known = sum(1 for c in cells if canonical(c, layout) is not None)
         score = (known, len(cells))
         if score > best_score:
             best, best_score = delimiter, score
@@ -423,8 +440,10 @@ def open_import(
     delimiter: str | None = None,
     stdin: IO[bytes] | None = None,
     spool_dir: Path | None = None,
+    layout: Layout = IMPORT,
 ) -> ImportFile:
-    """Open ``source`` (a path, or ``-`` for standard input) and check its header.
+    """Open ``source`` (a path, or ``-`` for standard input) and check its header
+    against ``layout`` (the import's columns unless told).
 
     Raises InvalidInput (exit 2) when the file is missing, empty, undecodable, or its
     columns are wrong. Standard input is first copied to a private file in ``spool_dir``
@@ -442,7 +461,7 @@ def open_import(
         path, name = Path(source), source
         if not path.is_file():
             raise InvalidInput(f"No such file: {source}.")
-    imported = ImportFile(name=name, format=fmt, path=path, _temp=temp)
+    imported = ImportFile(name=name, format=fmt, path=path, layout=layout, _temp=temp)
     try:
         _inspect(imported, encoding=encoding, delimiter=delimiter)
     except BaseException:
@@ -463,7 +482,8 @@ def _inspect(imported: ImportFile, *, encoding: str | None, delimiter: str | Non
     first = _first_line(imported)
     if first is None:
         raise InvalidInput(
-            f"{imported.name} is empty: expected a header line with the columns {ACCEPTED}."
+            f"{imported.name} is empty: expected a header line with the columns "
+            f"{imported.layout.accepted}."
             if imported.format == "csv"
             else f"{imported.name} is empty: expected one JSON object per line."
         )
@@ -472,11 +492,13 @@ def _inspect(imported: ImportFile, *, encoding: str | None, delimiter: str | Non
         if error is not None:
             raise InvalidInput(f"{imported.name} line 1 is not JSON Lines: {error}")
         imported.headers = [str(k) for k in values]
-        imported.columns = _check_columns(imported.headers, imported.name)
+        imported.columns = _check_columns(imported.headers, imported.name, imported.layout)
         return
-    imported.delimiter = _check_delimiter(delimiter) if delimiter else _sniff_delimiter(first)
+    imported.delimiter = (
+        _check_delimiter(delimiter) if delimiter else _sniff_delimiter(first, imported.layout)
+    )
     imported.headers = next(csv.reader([first], delimiter=imported.delimiter))
-    imported.columns = _check_columns(imported.headers, imported.name)
+    imported.columns = _check_columns(imported.headers, imported.name, imported.layout)
 
 
 def _first_line(imported: ImportFile) -> str | None:
