@@ -399,3 +399,136 @@ def test_within_and_evidence() -> None:
         delegations.check_evidence(" ", required=True)
     with pytest.raises(InvalidInput, match="at most 500"):
         delegations.check_evidence("x" * 501, required=True)
+
+
+# --- acting for the child in the portal --------------------------------------------------------
+
+LOGIN_FOR = f"portal login {PARENT} --clinic NORD --method mitid --for {CHILD}"
+NOT_ACTING = (
+    "Error: You cannot act for 100516-**** at clinic NORD: no guardianship or proxy of yours "
+    "for that person is in force there. Contact the clinic.\n"
+)
+ACTING = (
+    "Acting for 100516-**** (Emil Jensen) as guardian (forældremyndighed) through 2031-05-09; "
+    "services: e-consultation, booking, prescription-renewal.\n"
+)
+
+
+def test_a_parent_logs_in_for_the_10_year_old(family: Cli, db_url: str, home: Path) -> None:
+    cli = family
+    cli(ADD)
+    r = cli(LOGIN_FOR)
+    assert (r.stdout, r.stderr) == (
+        "",
+        "Logged in with MitID (simulated) at clinic NORD.\n" + ACTING,
+    )
+    with db_session(db_url, home) as session:
+        [acted] = events(session, "portal.login_for")
+        logins = [e for e in events(session, "portal.login") if e[0] == "portal.login"]
+    assert acted[:4] == ("portal.login_for", "NORD", f"cpr:{CHILD_NUMBER}", "guardian")
+    assert acted[4] == {
+        "patient": CHILD_NUMBER,
+        "holder": PARENT_NUMBER,
+        "method": "mitid",
+        "basis": "forældremyndighed",
+        "services": ["e-consultation", "booking", "prescription-renewal"],
+        "last_day": "2031-05-09",
+    }
+    assert [e[2] for e in logins] == [f"cpr:{PARENT_NUMBER}"]  # the parent's own login
+    for cpr in (CHILD, PARENT):  # one event, in both people's log
+        log = json.loads(cli(f"patient log {cpr} -o json").stdout)
+        [entry] = [e for e in log if e["action"] == "portal.login_for"]
+        assert entry["actor"] == "guardian"
+        assert (entry["details"]["patient"], entry["details"]["holder"]) == (
+            "100516-****", "150380-****",
+        )  # fmt: skip
+
+
+def test_the_portal_the_day_before_and_on_the_15th_birthday(
+    family: Cli, clock: Clock, db_url: str, home: Path
+) -> None:
+    cli = family
+    cli(ADD)
+    clock.set(BIRTHDAY_15 - timedelta(seconds=1))
+    assert cli(LOGIN_FOR).stderr.endswith(ACTING)
+    clock.set(BIRTHDAY_15)
+    r = cli(LOGIN_FOR, expect=1)
+    assert (r.stdout, r.stderr) == ("", NOT_ACTING)
+    with db_session(db_url, home) as session:
+        assert len(events(session, "portal.login_for")) == 1
+        [refused] = events(session, "portal.login_refused")
+        assert [e for e in events(session, "portal.login") if e[0] == "portal.login"][1:] == []
+    assert refused[:4] == ("portal.login_refused", "NORD", f"cpr:{PARENT_NUMBER}", "patient")
+    assert (refused[4]["reason"], refused[4]["why"], refused[4]["for"]) == (
+        "not_acting_for", "ended", CHILD_NUMBER,
+    )  # fmt: skip
+
+
+def test_two_factor_is_checked_at_login_and_again_at_verify(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    cli(["patient", "create", PARENT, "--name", "Mette Jensen", "--email", "mette@example.dk"])
+    cli("no-mitid set 150380-4321 --confirm-email-owner")
+    patient(cli, CHILD, "Emil Jensen", "emil@example.dk")
+    inbox = Inbox(home)
+    code = inbox.activation_code("mette@example.dk")
+    pw = "Patient-pass1"
+    cli(f"portal activate {PARENT} --clinic NORD --code {code} --password-stdin", input=pw)
+    login = f"portal login {PARENT} --clinic NORD --method two-factor --password-stdin"
+    # no guardianship yet: refused after the right password, and no code is sent
+    r = cli(f"{login} --for {CHILD}", input=pw, expect=1)
+    assert r.stderr == NOT_ACTING
+    assert inbox.new() == []
+    cli(ADD)
+    r = cli(f"{login} --for {CHILD}", input=pw)
+    attempt = r.stderr.split("--attempt ")[1].split(" ")[0]
+    assert r.stderr == (
+        "A security code was e-mailed to m***@example.dk (valid 10 minutes).\n"
+        "No terminal to ask for it: give it with `patientportal portal verify CPR --clinic "
+        f"NORD --attempt {attempt} --code CODE --for PATIENT_CPR`.\n"
+    )
+    code = inbox.security_code("mette@example.dk")
+    verify = f"portal verify {PARENT} --clinic NORD --attempt {attempt} --code {code}"
+    r = cli(f"{verify} --for {CHILD}")
+    assert r.stderr == "Logged in.\n" + ACTING
+    # checked again at verify: removed meanwhile, the login for the child is refused,
+    # while the parent's own login (the same code) still works
+    r = cli(f"{login} --for {CHILD}", input=pw)
+    attempt = r.stderr.split("--attempt ")[1].split(" ")[0]
+    code = inbox.security_code("mette@example.dk")
+    cli(f"patient guardian remove {CHILD} --guardian {PARENT}")
+    verify = f"portal verify {PARENT} --clinic NORD --attempt {attempt} --code {code}"
+    assert cli(f"{verify} --for {CHILD}", expect=1).stderr == NOT_ACTING
+    assert cli(verify).stderr == "Logged in.\n"
+    shown = json.loads(cli(f"patient show {PARENT} -o json").stdout)
+    assert shown["failed_logins"] == 0  # refusals to act for someone count toward no lock
+    with db_session(db_url, home) as session:
+        assert [e[4]["method"] for e in events(session, "portal.login_for")] == ["two-factor"]
+
+
+def test_for_a_patient_not_linked_here_or_bad_for(
+    family: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    cli = family
+    cli(ADD)
+    cli("clinic create SYD --name Syd")
+    staff.login("anna", clinic="NORD")
+    patient(cli, "121275-1234", "Other Person", "other@example.dk", "--clinic", "SYD")
+    for other in ("121275-1234", "010101-1234"):  # linked elsewhere; no portal user
+        r = cli(f"portal login {PARENT} --clinic NORD --method mitid --for {other}", expect=1)
+        assert r.stderr == NOT_ACTING.replace("100516-****", other[:6] + "-****")
+    # the parent at SYD (linked there too): the guardianship is NORD's only
+    cli(f"patient link {PARENT} --clinic SYD")
+    cli(f"patient link {CHILD} --clinic SYD")
+    r = cli(f"portal login {PARENT} --clinic SYD --method mitid --for {CHILD}", expect=1)
+    assert r.stderr == NOT_ACTING.replace("NORD", "SYD")
+    r = cli(f"portal login {PARENT} --clinic NORD --method mitid --for {PARENT}", expect=2)
+    assert r.stderr == ("Error: --for names the patient you act for: someone else than yourself.\n")
+    r = cli(f"portal login {PARENT} --clinic NORD --method mitid --for 1234", expect=2)
+    assert r.stderr.startswith("Error: Invalid CPR number")
+    with db_session(db_url, home) as session:
+        assert events(session, "portal.login_for") == []
+        assert [e[4]["why"] for e in events(session, "portal.login_refused")] == [
+            "not_linked", "unknown_patient", "no_delegation",
+        ]  # fmt: skip
+        assert [e for e in events(session, "portal.login") if e[0] == "portal.login"] == []

@@ -95,7 +95,9 @@ def test_add_list_and_revoke(pair: Cli, db_url: str, home: Path) -> None:
         "at clinic NORD.\n"
     )
     answer = can(cli)
-    assert (answer["allowed"], answer["reason"]) == (False, "no guardianship or proxy here")
+    assert (answer["allowed"], answer["reason"]) == (
+        False, "the proxy's access is revoked (last day 2027-06-30)",
+    )  # fmt: skip
     assert cli("patient proxy list").stderr == "No proxies.\n"
     [listed] = json.loads(cli("patient proxy list --all -o json").stdout)
     assert (listed["status"], listed["revoked_by"]) == ("revoked", "anna")
@@ -250,3 +252,55 @@ def test_another_clinic_learns_nothing(pair: Cli, staff: Staff) -> None:
     patient(cli, SON, "Jens Madsen", "jens@example.dk")
     assert can(cli)["allowed"] is False
     assert "delegations" not in json.loads(cli(f"patient access {ELSE} -o json").stdout)
+
+
+# --- acting for the patient in the portal ------------------------------------------------------
+
+LOGIN_FOR = f"portal login {SON} --clinic NORD --method mitid --for {ELSE}"
+NOT_ACTING = (
+    "Error: You cannot act for 120345-**** at clinic NORD: no guardianship or proxy of yours "
+    "for that person is in force there. Contact the clinic.\n"
+)
+
+
+def test_a_fuldmagt_used_then_revoked(pair: Cli, db_url: str, home: Path) -> None:
+    cli = pair
+    cli(f"{ADD} --services booking")
+    r = cli(LOGIN_FOR)
+    assert (r.stdout, r.stderr) == (
+        "",
+        "Logged in with MitID (simulated) at clinic NORD.\n"
+        "Acting for 120345-**** (Else Madsen) as proxy (fuldmagt) through 2027-06-30; "
+        "services: booking.\n",
+    )
+    cli(f"patient proxy revoke {ELSE} --holder {SON}")
+    r = cli(LOGIN_FOR, expect=1)
+    assert (r.stdout, r.stderr) == ("", NOT_ACTING)
+    with db_session(db_url, home) as session:
+        [acted] = events(session, "portal.login_for")
+        [refused] = events(session, "portal.login_refused")
+    assert acted[:4] == ("portal.login_for", "NORD", f"cpr:{ELSE_NUMBER}", "proxy")
+    assert (acted[4]["holder"], acted[4]["services"]) == (SON_NUMBER, ["booking"])
+    assert (refused[2], refused[4]["why"]) == (f"cpr:{SON_NUMBER}", "revoked")
+    log = json.loads(cli(f"patient log {ELSE} -o json").stdout)
+    assert [e["action"] for e in log if e["action"].startswith(("portal.", "proxy."))] == [
+        "proxy.revoke", "portal.login_for", "proxy.add",
+    ]  # fmt: skip
+
+
+def test_a_fuldmagt_past_its_end_date(pair: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = pair
+    cli(ADD)
+    at(monkeypatch, datetime(2027, 6, 30, 21, 0, tzinfo=UTC))  # 23:00 on the last day
+    assert "through 2027-06-30" in cli(LOGIN_FOR).stderr
+    at(monkeypatch, datetime(2027, 7, 1, 8, 0, tzinfo=UTC))
+    r = cli(LOGIN_FOR, expect=1)
+    assert (r.stdout, r.stderr) == ("", NOT_ACTING)
+
+
+def test_the_patient_cannot_use_the_proxy_the_other_way(pair: Cli) -> None:
+    """A fuldmagt goes one way: Else does not act for Jens."""
+    cli = pair
+    cli(ADD)
+    r = cli(f"portal login {ELSE} --clinic NORD --method mitid --for {SON}", expect=1)
+    assert r.stderr == NOT_ACTING.replace("120345", "030370")

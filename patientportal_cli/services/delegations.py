@@ -768,12 +768,14 @@ def _best(items: list[tuple[_Loaded, DelegationRow]]) -> tuple[_Loaded, Delegati
 def _between(
     session: Session, clinic: Clinic, patient: PortalUser, holder: PortalUser, now: datetime
 ) -> list[tuple[_Loaded, DelegationRow]]:
+    """Every delegation of the holder for the patient here (revoked ones too, for the
+    reason of a no), oldest first."""
     query = select(Delegation).where(
         Delegation.clinic_id == clinic.id,
         Delegation.patient_user_id == patient.id,
         Delegation.holder_user_id == holder.id,
-        col(Delegation.revoked_at).is_(None),
     )
+    query = query.order_by(col(Delegation.id))
     return [(item, _row(item, clinic, now)) for item in _load(session, clinic, session.exec(query))]
 
 
@@ -797,7 +799,7 @@ def can_act(session: Session, *, actor: Actor, holder_cpr: str, patient_cpr: str
         )  # fmt: skip
     else:
         if found:
-            row = max((r for _, r in found), key=lambda r: r.ends_at)
+            row = found[-1][1]  # the newest
             reason = (
                 f"the {row.kind}'s access is {row.status} (last day {row.last_day.isoformat()})"
             )
@@ -863,7 +865,7 @@ def grant_for(
     if best is None:
         if not found:
             return None, "no_delegation"
-        return None, max((r for _, r in found), key=lambda r: r.ends_at).status.replace(" ", "_")
+        return None, found[-1][1].status.replace(" ", "_")  # the newest one's
     _, row = best
     return (
         Grant(
@@ -883,20 +885,74 @@ def not_acting(patient_cpr: str, clinic: Clinic) -> str:
     return NOT_ACTING.format(cpr=mask_cpr(patient_cpr), clinic=clinic.code)
 
 
+PORTAL_ACTOR = "patient"  # the actor of the portal's own events (services/portal.py)
+
+
+@dataclass
+class ActingFor:
+    """``portal login/verify --for PATIENT``: the holder logs in under their own rules
+    (services/portal.py), which calls ``check`` once the holder is authenticated as far
+    as the step goes (MitID confirmed; the password right; the security code's login
+    found), so that nobody learns anything of a holder's delegations without the holder's
+    own login. ``check`` refuses when no delegation is in force: one
+    ``portal.login_refused`` event (target the holder, the exact reason and the CPR
+    number asked for), committed, and the same sentence whatever the reason; it counts
+    toward no lock (the holder's own login did not fail). After a completed login,
+    ``record`` writes the one event naming both people (``portal.login_for``)."""
+
+    patient_cpr: str
+    grant: Grant | None = None
+    clinic_code: str | None = None  # where and who, once ``check`` passed
+    holder_cpr: str | None = None
+
+    def check(self, session: Session, user: PortalUser, clinic: Clinic, **step: Any) -> None:
+        grant, reason = grant_for(session, clinic=clinic, holder=user, patient_cpr=self.patient_cpr)
+        if grant is None:
+            audit.record(
+                session,
+                actor=PORTAL_ACTOR,
+                clinic=clinic.code,
+                action=Action.PORTAL_LOGIN_REFUSED,
+                target=target(user.cpr),
+                details={
+                    **step,
+                    "reason": "not_acting_for",
+                    "why": reason,
+                    "for": self.patient_cpr,
+                },
+            )
+            session.commit()
+            raise Refused(not_acting(self.patient_cpr, clinic))
+        self.grant, self.clinic_code, self.holder_cpr = grant, clinic.code, user.cpr
+
+    def record(self, session: Session, *, method: str) -> Grant:
+        """After the holder's login completed: the ``portal.login_for`` event, committed."""
+        assert self.grant is not None and self.clinic_code and self.holder_cpr  # check() passed
+        record_login_for(
+            session,
+            clinic_code=self.clinic_code,
+            holder_cpr=self.holder_cpr,
+            grant=self.grant,
+            method=method,
+        )
+        session.commit()
+        return self.grant
+
+
 def record_login_for(
-    session: Session, *, clinic: Clinic, holder: PortalUser, grant: Grant, method: str
+    session: Session, *, clinic_code: str, holder_cpr: str, grant: Grant, method: str
 ) -> None:
     """The one event of a login acting for someone: target the patient, details naming
     both (the caller commits)."""
     audit.record(
         session,
         actor=grant.kind,
-        clinic=clinic.code,
+        clinic=clinic_code,
         action=Action.PORTAL_LOGIN_FOR,
         target=target(grant.patient_cpr),
         details={
             "patient": grant.patient_cpr,
-            "holder": holder.cpr,
+            "holder": holder_cpr,
             "method": method,
             "basis": grant.basis,
             "services": grant.services,

@@ -80,6 +80,12 @@ NOT_LINKED = "You are not a portal user at clinic {clinic}: contact the clinic."
 SECURITY_CODE_RE = re.compile(r"[0-9]{6}")
 
 
+# ``acting``: the caller's further condition (acting for someone, ``portal login --for``:
+# ``delegations.ActingFor.check``), called with (session, user, clinic, **step) once the
+# user is authenticated as far as the step goes; it raises to refuse.
+Acting = Callable[..., None]
+
+
 class WrongCode(Refused):
     """A wrong code that may be tried again (``tries_left`` > 0)."""
 
@@ -265,6 +271,7 @@ def login_mitid(
     clinic_code: str,
     broker: MitIdBroker,
     credentials: Callable[[credentials_mod.Question], credentials_mod.Answer] | None = None,
+    acting: Acting | None = None,
 ) -> PortalUser:
     """Log in with MitID: always allowed for a linked user; records the verification.
 
@@ -278,6 +285,8 @@ def login_mitid(
     via = {"method": "mitid", "broker": broker.name}
     _require_mitid_confirms(session, broker, clinic=clinic, cpr=number, **via)
     user = _mitid_user(session, clinic=clinic, cpr=number, **via)
+    if acting is not None:
+        acting(session, user, clinic, **via)
     user.mitid_verified_at = utcnow()
     session.add(user)
     _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, **via)
@@ -344,7 +353,9 @@ def _ask_credentials(
 # --- two-factor ----------------------------------------------------------------------------
 
 
-def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: str) -> CodeSent:
+def start_two_factor(
+    session: Session, *, cpr: str, clinic_code: str, password: str, acting: Acting | None = None
+) -> CodeSent:
     """Check CPR + password and the R4/R5/R7 rule; e-mail a security code (outbox) that
     only the returned attempt id can try.
 
@@ -360,6 +371,8 @@ def start_two_factor(session: Session, *, cpr: str, clinic_code: str, password: 
     decision = login_rules.two_factor_login(user, link, password_right=right)
     _apply(session, decision, clinic=clinic, cpr=number, method="two-factor")
     assert user is not None
+    if acting is not None:
+        acting(session, user, clinic, method="two-factor")
     # The password was right; the count goes on until the code is too (see the module).
     return _send_security_code(session, user=user, clinic=clinic, cpr=number)
 
@@ -444,7 +457,13 @@ CODE_STEP: dict[str, Any] = {"method": "two-factor", "step": "security_code"}
 
 
 def verify_code(
-    session: Session, *, cpr: str, clinic_code: str, code: str, attempt: str | None
+    session: Session,
+    *,
+    cpr: str,
+    clinic_code: str,
+    code: str,
+    attempt: str | None,
+    acting: Acting | None = None,
 ) -> PortalUser:
     """The security code of a two-factor login, with the login's attempt id: the last step.
 
@@ -460,6 +479,8 @@ def verify_code(
     _apply(
         session, login_rules.security_code_step(user, link), clinic=clinic, cpr=number, **CODE_STEP
     )
+    if acting is not None:
+        acting(session, user, clinic, **CODE_STEP)
     _check_code(session, user=user, row=row, entered=entered, clinic=clinic, cpr=number)
     throttle.success(session, kind=throttle.PATIENT, name=number)
     _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, method="two-factor")
