@@ -39,6 +39,15 @@ class Method(StrEnum):
 ONLY_MITID = "--confirm-credentials, --email and --new-password-stdin go with --method mitid."
 
 CprArg = Annotated[str, typer.Argument(help="The patient's CPR number (DDMMYY-SSSS).")]
+ForOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--for",
+        metavar="PATIENT_CPR",
+        help="Act for this patient, as their guardian or proxy at the clinic (you log in "
+        "as yourself).",
+    ),
+]
 
 
 def _clinic(clinic_code: str | None) -> str:
@@ -91,44 +100,40 @@ def activate(
     )
 
 
-MethodOpt = Annotated[
-    Method | None,
-    typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
-]
-ConfirmCredentialsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--confirm-credentials",
-        help="mitid: confirm that the password and e-mail chosen at self-registration "
-        "are yours (they become usable for two-factor login).",
-    ),
-]
-NewEmailOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--email",
-        help="mitid: replace the e-mail chosen at self-registration (with --new-password-stdin).",
-    ),
-]
-NewPasswordStdinOpt = Annotated[
-    bool,
-    typer.Option(
-        "--new-password-stdin",
-        help="mitid: replace the password chosen at self-registration, read from the "
-        "first line of stdin (with --email).",
-    ),
-]
-
-
 @command(app, "login")
 def login(
     cpr: CprArg,
     clinic_code: ClinicOpt = None,
-    method: MethodOpt = None,
+    method: Annotated[
+        Method | None,
+        typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
+    ] = None,
     password_stdin: PasswordStdinOpt = False,
-    confirm_credentials: ConfirmCredentialsOpt = False,
-    new_email: NewEmailOpt = None,
-    new_password_stdin: NewPasswordStdinOpt = False,
+    confirm_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-credentials",
+            help="mitid: confirm that the password and e-mail chosen at self-registration "
+            "are yours (they become usable for two-factor login).",
+        ),
+    ] = False,
+    new_email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            help="mitid: replace the e-mail chosen at self-registration (with "
+            "--new-password-stdin).",
+        ),
+    ] = None,
+    new_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--new-password-stdin",
+            help="mitid: replace the password chosen at self-registration, read from the "
+            "first line of stdin (with --email).",
+        ),
+    ] = False,
+    for_: ForOpt = None,
 ) -> None:
     """Log in as the patient, with MitID (simulated) or two-factor login.
 
@@ -143,25 +148,20 @@ def login(
     login only once the patient vouches for them inside a MitID login: confirm them
     (--confirm-credentials) or replace them (--email NEW --new-password-stdin); on a
     terminal it is asked. A MitID login without either leaves them unusable.
+
+    --for PATIENT_CPR: log in as yourself, as above, and act for that patient, while you
+    are their guardian or proxy at the clinic (checked at login and at `portal verify`,
+    which needs the same --for).
     """
+    from patientportal_cli import prompts
+
     if method is Method.two_factor and (confirm_credentials or new_email or new_password_stdin):
         raise InvalidInput(ONLY_MITID)
     fixed = _credentials_answer(confirm_credentials, new_email, new_password_stdin)
     number = _cpr(cpr)
+    acting = _acting(number, for_)
     clinic = _clinic(clinic_code)
-    if (method or _ask_method()) is Method.mitid:
-        _login_mitid(number, clinic, fixed)
-    else:
-        if fixed is not None:
-            raise InvalidInput(ONLY_MITID)
-        _login_two_factor(number, clinic, password_stdin)
-
-
-def _ask_method() -> Method:
-    """MitID or two-factor, asked (exit 2 without a terminal: --method)."""
-    from patientportal_cli import prompts
-
-    return Method(
+    chosen = method or Method(
         prompts.select(
             "Login method:",
             [
@@ -171,6 +171,38 @@ def _ask_method() -> Method:
             flag="--method",
             what="login method",
         )
+    )
+    if chosen is Method.mitid:
+        _login_mitid(number, clinic, fixed, acting)
+    else:
+        if fixed is not None:
+            raise InvalidInput(ONLY_MITID)
+        _login_two_factor(number, clinic, password_stdin, acting)
+
+
+def _acting(number: str, for_: str | None) -> Any:
+    """``delegations.ActingFor`` of --for (None without it); exit 2 for a bad CPR number
+    or the holder's own."""
+    if for_ is None:
+        return None
+    from patientportal_cli.services.delegations import ActingFor
+
+    patient = _cpr(for_)
+    if patient == number:
+        raise InvalidInput("--for names the patient you act for: someone else than yourself.")
+    return ActingFor(patient)
+
+
+def _report_acting(acting: Any, *, method: str) -> None:
+    """The one event naming both people, and the line naming the patient."""
+    from patientportal_cli.services.masking import patient_label
+
+    with database() as session:
+        grant = acting.record(session, method=method)
+    services = ", ".join(grant.services) or "none"
+    out().success(
+        f"Acting for {patient_label(grant.patient_cpr, grant.patient_name)} as {grant.kind} "
+        f"({grant.basis}) through {grant.last_day.isoformat()}; services: {services}."
     )
 
 
@@ -236,7 +268,7 @@ def _ask_credentials(question: Any) -> Any:
     return credentials.Answer(credentials.REPLACE, email, password).checked()
 
 
-def _login_mitid(number: str, clinic: str, fixed: Any) -> None:
+def _login_mitid(number: str, clinic: str, fixed: Any, acting: Any = None) -> None:
     from patientportal_cli import prompts
     from patientportal_cli.services import credentials, mitid, portal
 
@@ -257,11 +289,18 @@ def _login_mitid(number: str, clinic: str, fixed: Any) -> None:
 
     with database() as session:
         portal.login_mitid(
-            session, cpr=number, clinic_code=clinic, broker=mitid.broker(), credentials=answer
+            session,
+            cpr=number,
+            clinic_code=clinic,
+            broker=mitid.broker(),
+            credentials=answer,
+            acting=acting.check if acting else None,
         )
     code = clinic.strip().upper()
     output = out()
     output.success(f"Logged in with MitID (simulated) at clinic {code}.")
+    if acting is not None:
+        _report_acting(acting, method="mitid")
     if not asked:
         if fixed is not None:
             output.message("The password and e-mail were already confirmed: nothing changed.")
@@ -283,7 +322,7 @@ def _login_mitid(number: str, clinic: str, fixed: Any) -> None:
         )
 
 
-def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
+def _login_two_factor(number: str, clinic: str, password_stdin: bool, acting: Any = None) -> None:
     from patientportal_cli import prompts
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.errors import MailError
@@ -292,13 +331,19 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
     password = get_password(password_stdin, "Password:")
     output = out()
     with database() as session:
-        sent = portal.start_two_factor(session, cpr=number, clinic_code=clinic, password=password)
+        sent = portal.start_two_factor(
+            session,
+            cpr=number,
+            clinic_code=clinic,
+            password=password,
+            acting=acting.check if acting else None,
+        )
     send_queued(output, clinic=clinic)
     with database() as session:
         arrived = portal.delivered(session, message_id=sent.message_id)
     finish = (
         f"`patientportal portal verify CPR --clinic {sent.clinic.code} "
-        f"--attempt {sent.attempt} --code CODE`"
+        f"--attempt {sent.attempt} --code CODE{' --for PATIENT_CPR' if acting else ''}`"
     )
     if not arrived:
         raise MailError(
@@ -315,7 +360,12 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
         try:
             with database() as session:
                 portal.verify_code(
-                    session, cpr=number, clinic_code=clinic, code=given, attempt=sent.attempt
+                    session,
+                    cpr=number,
+                    clinic_code=clinic,
+                    code=given,
+                    attempt=sent.attempt,
+                    acting=acting.check if acting else None,
                 )
         except portal.WrongCode as exc:
             if exc.tries_left <= 0:
@@ -324,6 +374,8 @@ def _login_two_factor(number: str, clinic: str, password_stdin: bool) -> None:
             continue
         break
     output.success("Logged in.")
+    if acting is not None:
+        _report_acting(acting, method="two-factor")
 
 
 @command(app, "verify")
@@ -340,17 +392,21 @@ def verify(
             help="The attempt id `portal login` printed: only that login may try its code.",
         ),
     ] = None,
+    for_: ForOpt = None,
 ) -> None:
     """Finish a two-factor login with the security code from the e-mail.
 
     The code can be tried only with the attempt id of the login it was sent for. Exit 1
     when the code is wrong (5 wrong tries end it), expired, already used or not this
     login's; every wrong try counts toward the lock (5 failed attempts: 15 minutes).
+    With --for PATIENT_CPR the login acts for that patient, when you are still their
+    guardian or proxy at the clinic.
     """
     from patientportal_cli import prompts
     from patientportal_cli.services import portal
 
     number = _cpr(cpr)
+    acting = _acting(number, for_)
     clinic = _clinic(clinic_code)
     login_attempt = (
         attempt
@@ -362,9 +418,16 @@ def verify(
     given = code or prompts.text("Security code from the e-mail:", flag="--code", what="code")
     with database() as session:
         portal.verify_code(
-            session, cpr=number, clinic_code=clinic, code=given, attempt=login_attempt
+            session,
+            cpr=number,
+            clinic_code=clinic,
+            code=given,
+            attempt=login_attempt,
+            acting=acting.check if acting else None,
         )
     out().success("Logged in.")
+    if acting is not None:
+        _report_acting(acting, method="two-factor")
 
 
 def _masked_email(email: str) -> str:
