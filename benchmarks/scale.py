@@ -1,9 +1,16 @@
-"""National scale on PostgreSQL: build a database of realistic shape, then time what staff do.
+"""National scale on PostgreSQL (or SQLite): build a database of realistic shape, then time what staff do.
 
     python benchmarks/scale.py                 # N = 1,000,000 portal users
     python benchmarks/scale.py -n 100000 --runs 300 --command-runs 21
     python benchmarks/scale.py -n 1000000 --keep          # keep the schema (printed)
     python benchmarks/scale.py --schema bench_xxx         # measure a kept schema again
+    python benchmarks/scale.py -n 50000 --commands-only   # only the whole commands
+    python benchmarks/scale.py -n 50000 --db sqlite       # the same on a SQLite file
+    python benchmarks/scale.py --db sqlite:///big.db      # built there once, then re-measured
+
+On SQLite (``--db sqlite``: a temporary file; ``--db sqlite:///PATH``: that file, built
+when it has no users yet and measured again when it has) the rows are inserted with
+``executemany`` instead of COPY, and the plans are SQLite's EXPLAIN QUERY PLAN.
 
 How it is built (in a fresh PostgreSQL schema, dropped afterwards unless --keep):
 
@@ -38,7 +45,12 @@ What it measures (staff member anna, admin at the largest clinic K0001 and at K0
   commit waits for the WAL flush);
 - the same as whole commands (a fresh ``patientportal`` process each, ``--command-runs``
   times, round-robin with ``python -c 'import sqlmodel'``, the floor this stack sets:
-  each median is also given as a multiple of that floor's median);
+  each median is also given as a multiple of that floor's median, and so is the median
+  CPU time (user + sys) of the process, which a busy machine disturbs less). As an installed
+  package has its bytecode compiled (pip does it), the warm-up rounds may write it for
+  a source checkout too, whatever PYTHONDONTWRITEBYTECODE says (else every run would
+  compile this package's modules and the floor, from site-packages, would not);
+  ``--commands-only`` measures only these (and builds the database if needed);
 - ``audit verify --all --full`` once, then ``audit checkpoint --all``, 10,000 new audit
   events (``audit.record_many``) and ``audit verify --all`` (incremental: from the
   checkpoint); whole commands, events/s;
@@ -58,6 +70,7 @@ import datetime
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -125,12 +138,30 @@ def patientportal() -> list[str]:
 # --- building -------------------------------------------------------------------------
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured ``patientportal`` process (see the module's doc)."""
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PATIENTPORTAL_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    return {**keep, **extra}
+
+
+def _sqlite_value(value: Any) -> Any:
+    """What SQLAlchemy's SQLite types store (datetimes as text, as SQLAlchemy writes them)."""
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
 class Loader:
-    """COPY into the model's tables, in the session's transaction."""
+    """COPY into the model's tables (executemany on SQLite), in the session's transaction."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
-        self.raw = session.connection().connection.driver_connection  # psycopg
+        self.raw = session.connection().connection.driver_connection  # psycopg or sqlite3
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
 
     def copy(self, model: Any, columns: Iterable[str], rows: Iterable[tuple[Any, ...]]) -> int:
         table = model.__table__
@@ -152,6 +183,18 @@ class Loader:
                 f"{table.name}.{missing[0]} is NOT NULL and not loaded: update benchmarks/scale.py"
             )
         n = 0
+        if self.sqlite:
+            marks = ", ".join("?" for _ in cols)
+            insert = f'INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES ({marks})'
+
+            def values() -> Iterator[tuple[Any, ...]]:
+                nonlocal n
+                for row in rows:
+                    n += 1
+                    yield tuple(_sqlite_value(v) for v in row)
+
+            self.raw.executemany(insert, values())
+            return n
         sql = f'COPY "{table.name}" ({", ".join(cols)}) FROM STDIN'
         with self.raw.cursor() as cur, cur.copy(sql) as copy:
             for row in rows:
@@ -160,6 +203,8 @@ class Loader:
         return n
 
     def setval(self, table: str) -> None:
+        if self.sqlite:  # the next id is max(id) + 1 by itself
+            return
         with self.raw.cursor() as cur:
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -612,13 +657,11 @@ def service_calls(
 
 def whole_commands(
     url: str, home: Path, token: str, f: dict[str, Any], runs: int, warmup: int
-) -> list[tuple[str, list[float]]]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PATIENTPORTAL_")},
-        "PATIENTPORTAL_HOME": str(home),
-        "PATIENTPORTAL_DB_URL": url,
-        "PATIENTPORTAL_TOKEN": token,
-    }
+) -> list[tuple[str, list[float], list[float]]]:
+    """(label, wall times, CPU times (user + sys) of the process) of each case."""
+    env = child_env(
+        PATIENTPORTAL_HOME=str(home), PATIENTPORTAL_DB_URL=url, PATIENTPORTAL_TOKEN=token
+    )
     pp = patientportal()
     cpr = f["sample"][0]
     completion_env = {
@@ -672,18 +715,22 @@ def whole_commands(
         ),
     ]
     samples: list[list[float]] = [[] for _ in table]
+    cpu: list[list[float]] = [[] for _ in table]
     for round_no in range(warmup + runs):
         for i, (label, argv, e, check) in enumerate(table):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             r = subprocess.run(argv, env=e, capture_output=True, text=True)
             dt = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if r.returncode != 0 or not check(r.stdout):
                 raise SystemExit(
                     f"{label} failed ({r.returncode}): {r.stderr[-1000:]}\n{r.stdout[:500]}"
                 )
             if round_no >= warmup:
                 samples[i].append(dt)
-    return [(label, s) for (label, *_), s in zip(table, samples, strict=True)]
+                cpu[i].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return [(label, s, c) for (label, *_), s, c in zip(table, samples, cpu, strict=True)]
 
 
 def verify_runs(url: str, home: Path, token: str, new_events: int) -> list[tuple[str, int, float]]:
@@ -695,13 +742,12 @@ def verify_runs(url: str, home: Path, token: str, new_events: int) -> list[tuple
     from patientportal_cli.db import engine as engine_mod
     from patientportal_cli.services import audit
 
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PATIENTPORTAL_")},
-        "PATIENTPORTAL_HOME": str(home),
-        "PATIENTPORTAL_DB_URL": url,
-        "PATIENTPORTAL_TOKEN": token,
-        "PATIENTPORTAL_AUDIT_KEY": AUDIT_KEY,
-    }
+    env = child_env(
+        PATIENTPORTAL_HOME=str(home),
+        PATIENTPORTAL_DB_URL=url,
+        PATIENTPORTAL_TOKEN=token,
+        PATIENTPORTAL_AUDIT_KEY=AUDIT_KEY,
+    )
     pp = patientportal()
     has_checkpoint = (
         "checkpoint"
@@ -750,12 +796,9 @@ def verify_runs(url: str, home: Path, token: str, new_events: int) -> list[tuple
 
 
 def csv_export(url: str, home: Path, token: str, tmp: Path) -> tuple[float, int, int]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PATIENTPORTAL_")},
-        "PATIENTPORTAL_HOME": str(home),
-        "PATIENTPORTAL_DB_URL": url,
-        "PATIENTPORTAL_TOKEN": token,
-    }
+    env = child_env(
+        PATIENTPORTAL_HOME=str(home), PATIENTPORTAL_DB_URL=url, PATIENTPORTAL_TOKEN=token
+    )
     target = tmp / "export.csv"
     argv = [*patientportal(), "patient", "list", "-o", "csv", "--clinic", "K0001"]
     r = subprocess.run(
@@ -770,7 +813,8 @@ def csv_export(url: str, home: Path, token: str, tmp: Path) -> tuple[float, int,
 
 
 def explain(url: str, home: Path, spy: Statements) -> list[str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of each case's slowest SELECT, slowest case first."""
+    """EXPLAIN (ANALYZE, BUFFERS) (SQLite: EXPLAIN QUERY PLAN) of each case's slowest
+    SELECT, slowest case first."""
     from patientportal_cli.db import engine as engine_mod
 
     slowest: dict[str, tuple[float, str, Any]] = {}
@@ -780,13 +824,16 @@ def explain(url: str, home: Path, spy: Statements) -> list[str]:
         if label not in slowest or took > slowest[label][0]:
             slowest[label] = (took, statement, params)
     engine = engine_mod.get_engine(url, home)
+    sqlite = engine.dialect.name == "sqlite"
     raw = engine.raw_connection()
     out = []
     try:
         for label, (took, statement, params) in sorted(slowest.items(), key=lambda i: -i[1][0]):
             cur = raw.cursor()
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
-            plan = [row[0] if len(row[0]) < 160 else row[0][:157] + "..." for row in cur.fetchall()]
+            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
+            cur.execute(prefix + statement, params)
+            lines = [str(row[-1]) for row in cur.fetchall()]
+            plan = [line if len(line) < 160 else line[:157] + "..." for line in lines]
             raw.rollback()
             sql = " ".join(statement.split())
             sql = sql if len(sql) < 400 else sql[:397] + "..."
@@ -811,10 +858,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--new-events", type=int, default=10_000, help="before the incremental verify"
     )
-    parser.add_argument("--db", default=PG_DEFAULT, help="PostgreSQL URL (a schema is made in it)")
+    parser.add_argument(
+        "--db",
+        default=PG_DEFAULT,
+        help="PostgreSQL URL (a schema is made in it); sqlite (a temporary file) or "
+        "sqlite:///PATH (built once, then measured again)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     parser.add_argument("--schema", help="measure this kept schema instead of building one")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument(
+        "--commands-only",
+        action="store_true",
+        help="only the whole commands (no service calls, verify, export or plans)",
+    )
     args = parser.parse_args(argv)
 
     import sqlalchemy
@@ -824,32 +881,47 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"  {text}", flush=True)
 
-    base = args.db
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    schema = args.schema or "scale_" + uuid.uuid4().hex[:10]
-    url = f"{base}?options=-csearch_path%3D{schema}"
+    tmp_dir = tempfile.TemporaryDirectory(prefix="pp-scale-")
+    tmp = Path(tmp_dir.name)
+    home = tmp / "home"
+    sqlite = args.db == "sqlite" or args.db.startswith("sqlite:")
+    admin: Any = None
+    if sqlite:
+        url = f"sqlite:///{tmp / 'scale.db'}" if args.db == "sqlite" else args.db
+        where = "SQLite file " + (engine_mod.parse_url(url).database or "?")
+    else:
+        admin = sqlalchemy.create_engine(args.db, isolation_level="AUTOCOMMIT")
+        schema = args.schema or "scale_" + uuid.uuid4().hex[:10]
+        url = f"{args.db}?options=-csearch_path%3D{schema}"
+        where = f"schema {schema}"
     git = subprocess.run(
         ["git", "-C", str(ROOT), "log", "-1", "--format=%h"], capture_output=True, text=True
     ).stdout.strip()
     print(
-        f"benchmarks/scale.py at commit {git or '?'}; schema {schema}; {os.cpu_count()} CPUs; load {load()}",
+        f"benchmarks/scale.py at commit {git or '?'}; {where}; {os.cpu_count()} CPUs; load {load()}",
         flush=True,
     )
-    tmp_dir = tempfile.TemporaryDirectory(prefix="pp-scale-")
-    tmp = Path(tmp_dir.name)
-    home = tmp / "home"
+    built_here = False
     try:
-        if not args.schema:
+        if sqlite:
+            path = Path(engine_mod.parse_url(url).database or "")
+            built_here = not path.exists() or path.stat().st_size == 0
+        elif not args.schema:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            built_here = True
+        if built_here:
             print(f"building N = {args.n:,} users, {args.clinics:,} clinics:", flush=True)
             build(url, home, args.n, args.clinics, args.seed, say)
         f = facts(url, home)
-        with admin.connect() as conn:
-            size = conn.exec_driver_sql(
-                "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c "
-                f"JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = '{schema}' AND c.relkind = 'r'"
-            ).scalar_one()
+        if sqlite:
+            size = f"{path.stat().st_size / 2**20:.0f} MB"
+        else:
+            with admin.connect() as conn:
+                size = conn.exec_driver_sql(
+                    "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c "
+                    f"JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = '{schema}' AND c.relkind = 'r'"
+                ).scalar_one()
         print(
             f"database: {f['users']:,} users, {f['clinics']:,} clinics, {f['links']:,} links "
             f"({f['links'] / max(1, f['users']):.2f} per user), largest clinic K0001 {f['largest']:,} "
@@ -863,23 +935,33 @@ def main(argv: list[str] | None = None) -> int:
         with Session(engine_mod.get_engine(url, home)) as session:
             token, _ = auth.login(session, username="anna", password=PASSWORD)
 
-        results, spy = service_calls(url, home, token, f, args.runs)
-        print(f"\nservice calls (in-process), {args.runs} runs each, load {load()}")
-        print(f"{'case':<30} {'p50 ms':>8} {'p95 ms':>8}")
-        for label, samples in results:
-            print(f"{label:<30} {pct(samples, 0.5) * 1000:>8.2f} {pct(samples, 0.95) * 1000:>8.2f}")
+        if not args.commands_only:
+            results, spy = service_calls(url, home, token, f, args.runs)
+            print(f"\nservice calls (in-process), {args.runs} runs each, load {load()}")
+            print(f"{'case':<30} {'p50 ms':>8} {'p95 ms':>8}")
+            for label, samples in results:
+                print(
+                    f"{label:<30} {pct(samples, 0.5) * 1000:>8.2f} {pct(samples, 0.95) * 1000:>8.2f}"
+                )
 
         commands = whole_commands(url, home, token, f, args.command_runs, args.warmup)
         floor = pct(commands[0][1], 0.5)
+        cpu_floor = pct(commands[0][2], 0.5)
         print(
             f"\nwhole commands (fresh processes, round-robin), {args.command_runs} runs each, load {load()}"
         )
-        print(f"{'case':<30} {'p50 ms':>8} {'p95 ms':>8} {'p50 / floor':>12}")
-        for label, samples in commands:
+        print(
+            f"{'case':<30} {'p50 ms':>8} {'p95 ms':>8} {'p50 / floor':>12} "
+            f"{'CPU p50 ms':>11} {'/ floor':>8}"
+        )
+        for label, samples, cpu in commands:
             print(
                 f"{label:<30} {pct(samples, 0.5) * 1000:>8.0f} {pct(samples, 0.95) * 1000:>8.0f} "
-                f"{pct(samples, 0.5) / floor:>11.2f}x"
+                f"{pct(samples, 0.5) / floor:>11.2f}x {pct(cpu, 0.5) * 1000:>11.0f} "
+                f"{pct(cpu, 0.5) / cpu_floor:>7.2f}x"
             )
+        if args.commands_only:
+            return 0
 
         print(f"\naudit verify (whole commands), load {load()}")
         for label, checked, seconds in verify_runs(url, home, token, args.new_events):
@@ -891,17 +973,22 @@ def main(argv: list[str] | None = None) -> int:
             f"\npatient list -o csv at K0001: {rows:,} rows in {seconds:.2f} s, peak RSS {rss_kb / 1024:.0f} MB, load {load()}"
         )
 
-        print("\nEXPLAIN (ANALYZE, BUFFERS) of each service call's slowest SELECT:")
+        plans = "EXPLAIN QUERY PLAN" if sqlite else "EXPLAIN (ANALYZE, BUFFERS)"
+        print(f"\n{plans} of each service call's slowest SELECT:")
         for text in explain(url, home, spy):
             print(text + "\n")
     finally:
         engine_mod.dispose_all()
-        if not args.keep and not args.schema:
+        if sqlite:
+            if args.db != "sqlite" and built_here:
+                print(f"kept {where}: --db {url} measures it again")
+        elif not args.keep and not args.schema:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         elif args.keep:
             print(f"kept schema {schema}: --schema {schema} measures it again")
-        admin.dispose()
+        if admin is not None:
+            admin.dispose()
         tmp_dir.cleanup()
     return 0
 
