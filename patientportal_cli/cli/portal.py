@@ -100,39 +100,44 @@ def activate(
     )
 
 
+MethodOpt = Annotated[
+    Method | None,
+    typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
+]
+ConfirmCredentialsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm-credentials",
+        help="mitid: confirm that the password and e-mail chosen at self-registration "
+        "are yours (they become usable for two-factor login).",
+    ),
+]
+NewEmailOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--email",
+        help="mitid: replace the e-mail chosen at self-registration (with --new-password-stdin).",
+    ),
+]
+NewPasswordStdinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-password-stdin",
+        help="mitid: replace the password chosen at self-registration, read from the "
+        "first line of stdin (with --email).",
+    ),
+]
+
+
 @command(app, "login")
 def login(
     cpr: CprArg,
     clinic_code: ClinicOpt = None,
-    method: Annotated[
-        Method | None,
-        typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
-    ] = None,
+    method: MethodOpt = None,
     password_stdin: PasswordStdinOpt = False,
-    confirm_credentials: Annotated[
-        bool,
-        typer.Option(
-            "--confirm-credentials",
-            help="mitid: confirm that the password and e-mail chosen at self-registration "
-            "are yours (they become usable for two-factor login).",
-        ),
-    ] = False,
-    new_email: Annotated[
-        str | None,
-        typer.Option(
-            "--email",
-            help="mitid: replace the e-mail chosen at self-registration (with "
-            "--new-password-stdin).",
-        ),
-    ] = None,
-    new_password_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--new-password-stdin",
-            help="mitid: replace the password chosen at self-registration, read from the "
-            "first line of stdin (with --email).",
-        ),
-    ] = False,
+    confirm_credentials: ConfirmCredentialsOpt = False,
+    new_email: NewEmailOpt = None,
+    new_password_stdin: NewPasswordStdinOpt = False,
     for_: ForOpt = None,
 ) -> None:
     """Log in as the patient, with MitID (simulated) or two-factor login.
@@ -153,26 +158,13 @@ def login(
     are their guardian or proxy at the clinic (checked at login and at `portal verify`,
     which needs the same --for).
     """
-    from patientportal_cli import prompts
-
     if method is Method.two_factor and (confirm_credentials or new_email or new_password_stdin):
         raise InvalidInput(ONLY_MITID)
     fixed = _credentials_answer(confirm_credentials, new_email, new_password_stdin)
     number = _cpr(cpr)
     acting = _acting(number, for_)
     clinic = _clinic(clinic_code)
-    chosen = method or Method(
-        prompts.select(
-            "Login method:",
-            [
-                (Method.mitid.value, "MitID"),
-                (Method.two_factor.value, "Two-factor (password + code)"),
-            ],
-            flag="--method",
-            what="login method",
-        )
-    )
-    if chosen is Method.mitid:
+    if (method or _ask_method()) is Method.mitid:
         _login_mitid(number, clinic, fixed, acting)
     else:
         if fixed is not None:
@@ -203,6 +195,23 @@ def _report_acting(acting: Any, *, method: str) -> None:
     out().success(
         f"Acting for {patient_label(grant.patient_cpr, grant.patient_name)} as {grant.kind} "
         f"({grant.basis}) through {grant.last_day.isoformat()}; services: {services}."
+    )
+
+
+def _ask_method() -> Method:
+    """MitID or two-factor, asked (exit 2 without a terminal: --method)."""
+    from patientportal_cli import prompts
+
+    return Method(
+        prompts.select(
+            "Login method:",
+            [
+                (Method.mitid.value, "MitID"),
+                (Method.two_factor.value, "Two-factor (password + code)"),
+            ],
+            flag="--method",
+            what="login method",
+        )
     )
 
 
