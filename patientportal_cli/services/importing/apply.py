@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,9 @@ from patientportal_cli.services.importing.plan import (
     SERVICES,
     T_LINK,
     T_USER,
+    Classified,
+    Context,
+    Existing,
     Plan,
     Rejection,
     Row,
@@ -132,7 +135,63 @@ def _row_by_row(
                     )
 
 
+@dataclass
+class _Batch:
+    """What the steps of one batch share, in one transaction: the rows ``classify``
+    sorted, the moment and the writer, the user id of each CPR (filled in as users are
+    made), the outbox rows the steps queue, and the run's totals."""
+
+    session: Session
+    ctx: Context
+    found: Classified
+    now: datetime
+    writer: Writer
+    total: Applied
+    user_ids: dict[str, int]
+    mail_at: Any  # the outbox rows' created_at, as the writer sends it
+    mails: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def default_services(self) -> str:
+        return ",".join(self.ctx.offered)
+
+    def to_link(self) -> list[Row]:
+        return self.found.create + self.found.link
+
+    def flagged(self) -> list[Row]:
+        """Rows that set the no-MitID flag: new links with it, then existing links."""
+        return [r for r in self.to_link() if r[FLAG]] + self.found.set_flag
+
+    def flag_owner(self, row: Row) -> tuple[Existing | None, str, str]:
+        """(the user as the database has it, the e-mail and name the flag confirms)."""
+        known = self.found.existing.get(row[CPR])
+        if known is None:
+            return None, row[EMAIL], row[NAME]
+        return known, known.email, known.name
+
+
 def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) -> None:
+    """Classify ``rows`` again in this transaction, then write what is still to do:
+    users, links, flags, codes, mail, audit."""
+    batch = _start(session, plan, rows, total)
+    if batch is None:
+        return
+    _create_users(batch)
+    _create_links(batch)
+    _flag_existing_links(batch)
+    _vouch_flagged_users(batch)
+    _queue_invitations(batch)
+    _queue_flag_mails(batch)
+    _write_mail(batch)
+    _write_audit(batch, _link_events(batch) + _flag_events(batch))
+    total.created += len(batch.found.create)
+    total.linked += len(batch.found.link)
+    total.flags_set += len(batch.found.set_flag)
+
+
+def _start(session: Session, plan: Plan, rows: list[Row], total: Applied) -> _Batch | None:
+    """Classify the rows in this transaction and count what is rejected or already done;
+    None when nothing is left to write."""
     ctx = plan.ctx
     found = classify(session, ctx, rows)
     now = utcnow()
@@ -141,131 +200,158 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
         plan.late_rejections.append(Rejection(row[LINE], None, reason))
     total.already += len(found.already)
     if not (found.create or found.link or found.set_flag):
-        return
+        return None
     writer = Writer(session)
     if writer.postgresql:
         # the batch needs no WAL flush of its own at commit: a crash could only lose the
         # last moment's batches, which a re-run redoes; their e-mails are sent after the
         # import, whose later synchronous commits flush everything before them
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    default_services = ",".join(ctx.offered)
+    return _Batch(
+        session=session,
+        ctx=ctx,
+        found=found,
+        now=now,
+        writer=writer,
+        total=total,
+        user_ids={cpr: e.user_id for cpr, e in found.existing.items()},
+        mail_at=writer.time(T_OUTBOX, "created_at", now),
+    )
+
+
+def _create_users(batch: _Batch) -> None:
+    """The new users, with ids taken up front."""
+    create = batch.found.create
+    if not create:
+        return
+    ids = _new_ids(batch.session, len(create))
+    created_at = batch.writer.time(T_USER, "created_at", batch.now)
+    batch.writer.insert(
+        T_USER,
+        USER_COLUMNS,
+        [
+            (uid, row[CPR], row[NAME], row[EMAIL], "clinic", 0, created_at, created_at)
+            for uid, row in zip(ids, create, strict=True)
+        ],
+    )
+    user_ids = batch.user_ids
+    for uid, row in zip(ids, create, strict=True):
+        user_ids[row[CPR]] = uid
+
+
+def _create_links(batch: _Batch) -> None:
+    """The links (with the flag where the row has it), and the link history."""
+    to_link = batch.to_link()
+    if not to_link:
+        return
+    ctx, writer, existing, user_ids = batch.ctx, batch.writer, batch.found.existing, batch.user_ids
+    default_services = batch.default_services
     actor = ctx.actor
-    existing = found.existing
-
-    # users (ids up front)
-    user_ids: dict[str, int] = {cpr: e.user_id for cpr, e in existing.items()}
-    if found.create:
-        ids = _new_ids(session, len(found.create))
-        created_at = writer.time(T_USER, "created_at", now)
-        writer.insert(
-            T_USER,
-            # a user the clinic creates has vouched-for credentials (services/users.py)
-            (
-                "id",
-                "cpr",
-                "name",
-                "email",
-                "origin",
-                "failed_logins",
-                "created_at",
-                "credentials_vouched_at",
-            ),
-            [
-                (uid, row[CPR], row[NAME], row[EMAIL], "clinic", 0, created_at, created_at)
-                for uid, row in zip(ids, found.create, strict=True)
-            ],
+    at = writer.time(T_LINK, "linked_at", batch.now)
+    link_rows = []
+    for row in to_link:
+        services = default_services if row[SERVICES] is None else row[SERVICES]
+        if row[FLAG]:
+            known = existing.get(row[CPR])
+            confirmed = known.email if known is not None else row[EMAIL]
+            flag_values: tuple[Any, ...] = (True, at, actor, at, actor, confirmed)
+        else:
+            flag_values = (False, None, None, None, None, None)
+        link_rows.append(
+            (ctx.clinic_id, user_ids[row[CPR]], at, actor, *flag_values, row[EMAIL], services)
         )
-        for uid, row in zip(ids, found.create, strict=True):
-            user_ids[row[CPR]] = uid
+    writer.insert(T_LINK, LINK_COLUMNS, link_rows)
+    _remember(batch.session, writer, ctx.clinic_id, [row[CPR] for row in to_link], batch.now)
 
-    # links (with the flag where the row has it), and the link history
-    to_link = found.create + found.link
-    if to_link:
-        at = writer.time(T_LINK, "linked_at", now)
-        link_rows = []
-        for row in to_link:
-            services = default_services if row[SERVICES] is None else row[SERVICES]
-            if row[FLAG]:
-                known = existing.get(row[CPR])
-                confirmed = known.email if known is not None else row[EMAIL]
-                flag_values: tuple[Any, ...] = (True, at, actor, at, actor, confirmed)
-            else:
-                flag_values = (False, None, None, None, None, None)
-            link_rows.append(
-                (ctx.clinic_id, user_ids[row[CPR]], at, actor, *flag_values, row[EMAIL], services)
-            )
-        writer.insert(T_LINK, LINK_COLUMNS, link_rows)
-        _remember(session, writer, ctx.clinic_id, [row[CPR] for row in to_link], now)
 
-    # the flag on existing links
-    if found.set_flag:
-        session.execute(
-            update(T_LINK)
-            .where(T_LINK.c.id == bindparam("link_id"))
-            .values(
-                no_mitid=True,
-                no_mitid_changed_at=bindparam("at"),
-                no_mitid_changed_by=bindparam("by"),
-                email_owner_confirmed_at=bindparam("at"),
-                email_owner_confirmed_by=bindparam("by"),
-                email_owner_confirmed_email=bindparam("confirmed"),
-            ),
-            [
-                {
-                    "link_id": existing[row[CPR]].link_id,
-                    "at": now,
-                    "by": actor,
-                    "confirmed": existing[row[CPR]].email,
-                }
-                for row in found.set_flag
-            ],
-        )
+def _flag_existing_links(batch: _Batch) -> None:
+    """The flag on links the clinic already has."""
+    set_flag, existing = batch.found.set_flag, batch.found.existing
+    if not set_flag:
+        return
+    batch.session.execute(
+        update(T_LINK)
+        .where(T_LINK.c.id == bindparam("link_id"))
+        .values(
+            no_mitid=True,
+            no_mitid_changed_at=bindparam("at"),
+            no_mitid_changed_by=bindparam("by"),
+            email_owner_confirmed_at=bindparam("at"),
+            email_owner_confirmed_by=bindparam("by"),
+            email_owner_confirmed_email=bindparam("confirmed"),
+        ),
+        [
+            {
+                "link_id": existing[row[CPR]].link_id,
+                "at": batch.now,
+                "by": batch.ctx.actor,
+                "confirmed": existing[row[CPR]].email,
+            }
+            for row in set_flag
+        ],
+    )
 
-    # the flag confirms the user's own e-mail (rows with another address were rejected):
-    # it vouches for credentials an existing user chose at self-registration
+
+def _vouch_flagged_users(batch: _Batch) -> None:
+    """The flag confirms the user's own e-mail (rows with another address were
+    rejected): it vouches for credentials an existing user chose at self-registration."""
+    found = batch.found
     flagged_existing = [
-        existing[row[CPR]].user_id for row in found.link + found.set_flag if row[FLAG]
+        found.existing[row[CPR]].user_id for row in found.link + found.set_flag if row[FLAG]
     ]
     if flagged_existing:
-        session.execute(
+        batch.session.execute(
             update(T_USER)
             .where(
                 T_USER.c.id == bindparam("user_id"),
                 T_USER.c.credentials_vouched_at.is_(None),
             )
             .values(credentials_vouched_at=bindparam("at")),
-            [{"user_id": uid, "at": now} for uid in flagged_existing],
+            [{"user_id": uid, "at": batch.now} for uid in flagged_existing],
         )
 
-    mails: list[tuple[Any, ...]] = []
-    created_at = writer.time(T_OUTBOX, "created_at", now)
-    invite = ctx.invite
-    if invite and found.create:
-        # the intent only: each code is made when its e-mail is delivered
-        activation = _intent(ctx, "activation")
-        for row in found.create:
-            args = activation(row[NAME])
-            mails.append((row[EMAIL], *args, user_ids[row[CPR]], ctx.clinic_id, created_at, 0))
-        total.invitations += len(found.create)
 
-    events: list[dict[str, Any]] = []
+def _queue_invitations(batch: _Batch) -> None:
+    """An activation mail to each user the import created (unless ``invite`` is off):
+    the intent only, each code is made when its e-mail is delivered."""
+    ctx, create = batch.ctx, batch.found.create
+    if not (ctx.invite and create):
+        return
+    activation = _intent(ctx, "activation")
+    user_ids, mail_at = batch.user_ids, batch.mail_at
+    batch.mails.extend(
+        (row[EMAIL], *activation(row[NAME]), user_ids[row[CPR]], ctx.clinic_id, mail_at, 0)
+        for row in create
+    )
+    batch.total.invitations += len(create)
+
+
+def _queue_flag_mails(batch: _Batch) -> None:
+    """A mail to the patient about each flag set, at the address it confirms."""
+    flag_mail = _intent(batch.ctx, "no_mitid_set")
+    user_ids, clinic_id, mail_at = batch.user_ids, batch.ctx.clinic_id, batch.mail_at
+    for row in batch.flagged():
+        _, email, name = batch.flag_owner(row)
+        batch.mails.append((email, *flag_mail(name), user_ids.get(row[CPR]), clinic_id, mail_at, 0))
+
+
+def _write_mail(batch: _Batch) -> None:
+    batch.writer.insert(T_OUTBOX, OUTBOX_COLUMNS, batch.mails)
+    batch.total.mails += len(batch.mails)
+
+
+def _link_events(batch: _Batch) -> list[dict[str, Any]]:
+    """A ``patient.create`` event per user created, then per user linked."""
+    ctx, found = batch.ctx, batch.found
+    existing = found.existing
+    actor, clinic, invite = ctx.actor, ctx.clinic_code, ctx.invite
+    default_services = batch.default_services
     target_file = encode_json_string(ctx.source)
     services_json: dict[str, str] = {}
-    clinic = ctx.clinic_code
+    events: list[dict[str, Any]] = []
     for created, group in ((True, found.create), (False, found.link)):
         for row in group:
-            # which fields differ, never the stored values (the user was another
-            # clinic's patient until this import linked it)
-            differences = "[]"
-            if not created:
-                known = existing[row[CPR]]
-                diff: list[str] = []
-                if known.email.casefold() != row[EMAIL].casefold():
-                    diff.append("email")
-                if known.name != row[NAME]:
-                    diff.append("name")
-                if diff:
-                    differences = json.dumps(diff)
+            differences = "[]" if created else _differences(existing[row[CPR]], row)
             services = default_services if row[SERVICES] is None else row[SERVICES]
             granted = services_json.get(services)
             if granted is None:
@@ -285,19 +371,32 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                     "details_json": details,
                 }
             )
-    stamp = now.isoformat()
-    flag_mail = _intent(ctx, "no_mitid_set")
-    for row in [r for r in to_link if r[FLAG]] + found.set_flag:
-        known = existing.get(row[CPR])
-        email = known.email if known is not None else row[EMAIL]
-        name = known.name if known is not None else row[NAME]
-        mails.append(
-            (email, *flag_mail(name), user_ids.get(row[CPR]), ctx.clinic_id, created_at, 0)
-        )
+    return events
+
+
+def _differences(known: Existing, row: Row) -> str:
+    """Which fields differ, as JSON, never the stored values (the user was another
+    clinic's patient until this import linked it)."""
+    diff: list[str] = []
+    if known.email.casefold() != row[EMAIL].casefold():
+        diff.append("email")
+    if known.name != row[NAME]:
+        diff.append("name")
+    return json.dumps(diff) if diff else "[]"
+
+
+def _flag_events(batch: _Batch) -> list[dict[str, Any]]:
+    """A ``nomitid.set`` event per flag set."""
+    ctx = batch.ctx
+    actor = ctx.actor
+    stamp = batch.now.isoformat()
+    events: list[dict[str, Any]] = []
+    for row in batch.flagged():
+        known, email, _ = batch.flag_owner(row)
         events.append(
             {
                 "actor": actor,
-                "clinic": clinic,
+                "clinic": ctx.clinic_code,
                 "action": Action.NO_MITID_SET,
                 "target": f"cpr:{row[CPR]}",
                 "details": {
@@ -312,17 +411,28 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
                 },
             }
         )
-    writer.insert(T_OUTBOX, OUTBOX_COLUMNS, mails)
-    total.mails += len(mails)
-    audit_rows = audit.chain(session, events)
+    return events
+
+
+def _write_audit(batch: _Batch, events: list[dict[str, Any]]) -> None:
+    """The events on their chains (``audit.chain`` locks the heads), in one insert."""
+    audit_rows = audit.chain(batch.session, events)
     if audit_rows:
-        at = writer.time(T_AUDIT, "at", audit_rows[0][0])
-        writer.insert(T_AUDIT, audit.CHAIN_COLUMNS, [(at, *r[1:]) for r in audit_rows])
-    total.created += len(found.create)
-    total.linked += len(found.link)
-    total.flags_set += len(found.set_flag)
+        at = batch.writer.time(T_AUDIT, "at", audit_rows[0][0])
+        batch.writer.insert(T_AUDIT, audit.CHAIN_COLUMNS, [(at, *r[1:]) for r in audit_rows])
 
 
+# a user the clinic creates has vouched-for credentials (services/users.py)
+USER_COLUMNS = (
+    "id",
+    "cpr",
+    "name",
+    "email",
+    "origin",
+    "failed_logins",
+    "created_at",
+    "credentials_vouched_at",
+)
 LINK_COLUMNS = (
     "clinic_id",
     "user_id",
