@@ -269,7 +269,7 @@ class AuditCheckpoint(Model, table=True):
 # --- acting for someone else ---------------------------------------------------------
 
 
-class Delegation(SQLModel, table=True):
+class Delegation(Model, table=True):
     """One person may act for another at one clinic (services/delegations.py): a guardian
     of a child under 15 (``valid_until`` None: the end is the child's 15th birthday,
     computed from the CPR number at every check) or a proxy under a fuldmagt (until
