@@ -17,6 +17,7 @@ from tests.helpers.cli import Cli, Staff
 from tests.helpers.db import audit_events, db_session, user_row
 from tests.helpers.mail import Inbox
 from tests.helpers.people import second_clinic
+from tests.helpers.portal import attempt_of
 
 CPR = "010203-1234"
 NUMBER = "0102031234"
@@ -342,3 +343,88 @@ def test_bulk_reads_a_csv_with_a_cpr_column_from_a_file(
         f"patient deactivate --from {tmp_path / 'none.csv'} --reason deceased", expect=2
     )
     assert r.stderr == f"Error: Cannot read {tmp_path / 'none.csv'}: No such file or directory.\n"
+
+
+# --- logins ----------------------------------------------------------------------------
+
+NOT_ACTIVE = "Error: Din adgang til patientportalen er ikke aktiv. Kontakt klinikken.\n"
+LOGIN = f"portal login {CPR} --clinic NORD --method two-factor --password-stdin"
+
+
+@pytest.fixture
+def active(staff: Staff, db_url: str, home: Path) -> Inbox:
+    """Ida with the no-MitID flag at NORD, activated: both logins work."""
+    create(staff.cli, CPR, "Ida Holm", "ida@example.dk", "--no-mitid", "--confirm-email-owner")
+    inbox = Inbox(home)
+    code = inbox.activation_code("ida@example.dk")
+    staff.cli(
+        f"portal activate {CPR} --clinic NORD --code {code} --password-stdin", input=PW + "\n"
+    )
+    return inbox
+
+
+def test_a_deactivated_account_cannot_log_in(
+    cli: Cli, active: Inbox, db_url: str, home: Path
+) -> None:
+    r = cli(LOGIN, input=PW + "\n")  # a code is sent; the login is not finished
+    attempt = attempt_of(r.stderr)
+    cli(f"patient deactivate {CPR} --reason emigrated")
+    r = cli(f"portal login {CPR} --clinic NORD --method mitid", expect=1)
+    assert (r.stdout, r.stderr) == ("", NOT_ACTIVE)
+    r = cli(LOGIN, input=PW + "\n", expect=1)
+    assert r.stderr == NOT_ACTIVE
+    # a wrong password learns nothing about the account
+    r = cli(LOGIN, input="Wrong-pass1\n", expect=1)
+    assert r.stderr == "Error: Login failed: wrong CPR number or password.\n"
+    # the security code sent before the deactivation ended with it
+    code = active.security_code("ida@example.dk")
+    r = cli(f"portal verify {CPR} --clinic NORD --attempt {attempt} --code {code}", expect=1)
+    assert r.stderr == (
+        "Error: The security code is not valid for this login: log in again to get a new code.\n"
+    )
+    access = json.loads(cli(f"patient access {CPR} -o json").stdout)
+    assert access == {
+        "mitid": {"allowed": False, "reason": "not active"},
+        "two_factor": {"allowed": False, "reason": "not active"},
+    }
+    r = cli(f"patient invite {CPR}", expect=1)
+    assert r.stderr == (
+        "Error: 010203-**** is not active: no activation code is sent. If that is a mistake, "
+        "run `patientportal patient reactivate CPR` first.\n"
+    )
+    with db_session(db_url, home) as s:
+        refused = [json.loads(e.details) for e in audit_events(s, "portal.login_refused")]
+    assert [d["reason"] for d in refused] == ["not_active", "not_active"]
+    cli(f"patient reactivate {CPR}")
+    r = cli(f"portal login {CPR} --clinic NORD --method mitid")
+    assert r.stderr == "Logged in with MitID (simulated) at clinic NORD.\n"
+
+
+def test_an_inactive_account_cannot_activate(cli: Cli, ida: str, db_url: str, home: Path) -> None:
+    cli(f"patient deactivate {CPR} --reason other")
+    cli(f"patient reactivate {CPR}")  # the code the deactivation ended stays ended
+    r = cli(
+        f"portal activate {CPR} --clinic NORD --code {ida} --password-stdin",
+        input=PW + "\n",
+        expect=1,
+    )
+    assert r.stderr == ACTIVATION_FAILED
+
+
+def test_each_successful_login_sets_last_login_at(
+    cli: Cli, active: Inbox, db_url: str, home: Path
+) -> None:
+    with db_session(db_url, home) as s:
+        assert user_row(s, NUMBER).last_login_at is None
+    cli(f"portal login {CPR} --clinic NORD --method mitid")
+    with db_session(db_url, home) as s:
+        after_mitid = user_row(s, NUMBER).last_login_at
+    assert after_mitid is not None
+    r = cli(LOGIN, input=PW + "\n")
+    with db_session(db_url, home) as s:
+        assert user_row(s, NUMBER).last_login_at == after_mitid  # not yet: only a code sent
+    code = active.security_code("ida@example.dk")
+    cli(f"portal verify {CPR} --clinic NORD --attempt {attempt_of(r.stderr)} --code {code}")
+    with db_session(db_url, home) as s:
+        last = user_row(s, NUMBER).last_login_at
+    assert last is not None and last > after_mitid

@@ -729,7 +729,7 @@ def access(session: Session, *, actor: Actor, cpr: str) -> AccessView:
     delegations the patient is part of here (none are told for a user not linked here)."""
     result = patients.login_access(session, actor=actor, cpr=cpr)
     rows: list[DelegationRow] = []
-    if result.mitid.allowed:  # linked here
+    if result.linked:
         clinic = current_clinic(session, actor)
         user = users.find_user(session, normalize_cpr(cpr))
         assert user is not None

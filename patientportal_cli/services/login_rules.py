@@ -4,6 +4,10 @@ The rule (docs/rules.md, D1 and D2; docs/rule-map.md names its tests). The no-Mi
 reads is set and cleared in ``services/nomitid.py``; the portal's logins
 (``services/portal.py``) ask this module and nothing else.
 
+- A deactivated account (``user.deactivated_at``, ``services/lifecycle.py``) is refused
+  every login at every clinic where it is linked, with the reason "not active" only
+  (D26); the portal shows a neutral refusal. A clinic the user is not linked to still
+  learns only "not linked here".
 - MitID login at clinic C is allowed iff the user is linked to C. (It records the
   verification; it needs no password, and the two-factor lock does not apply to it.)
 - Two-factor login (CPR + password + e-mailed security code) at C is allowed iff the user
@@ -49,14 +53,17 @@ MITID_REQUIRED = "mitid_required"
 NOT_VOUCHED = "credentials_not_vouched"
 UNKNOWN_USER = "unknown_user"
 WRONG_PASSWORD = "wrong_password"
+NOT_ACTIVE = "not_active"  # a deactivated account (services/lifecycle.py)
 
 # The answers of a refused two-factor step (``refusal``): LOGIN_FAILED is one message for
 # every failure of CPR number + password, counted toward the lock, so it tells nobody who
 # is a user; MITID_REQUIRED is the Danish R5 text.
 LOGIN_FAILED = "login_failed"
+# NOT_ACTIVE is its own answer: the portal's neutral Danish refusal, which never says why
 CREDENTIAL_FAILURES = frozenset({UNKNOWN_USER, NOT_ACTIVATED, WRONG_PASSWORD, NOT_LINKED})
 
 REASON_NOT_LINKED = "not linked here"
+REASON_NOT_ACTIVE = "not active"
 REASON_NOT_ACTIVATED = "not activated (the patient has not chosen a password yet)"
 REASON_NOT_VOUCHED = (
     "the password and e-mail chosen at self-registration are not confirmed yet (the "
@@ -93,9 +100,17 @@ def locked_until(
     return throttle.locked_until(session, kind=throttle.PATIENT, name=user.cpr, now=now)
 
 
-def mitid_decision(link: ClinicLink | None) -> Decision:
+def not_active(user: PortalUser | None) -> bool:
+    """A deactivated account (``services/lifecycle.py``): every login of it, at every
+    clinic, is refused with the reason "not active" (never why)."""
+    return user is not None and user.deactivated_at is not None
+
+
+def mitid_decision(link: ClinicLink | None, user: PortalUser | None = None) -> Decision:
     if link is None:
         return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
+    if not_active(user):
+        return Decision(False, REASON_NOT_ACTIVE, NOT_ACTIVE)
     return Decision(True, "linked here; a MitID login also records the verification", OK)
 
 
@@ -118,6 +133,8 @@ def two_factor_decision(
     """``locked``: the end of the login lock (``locked_until``), if any."""
     if link is None:
         return Decision(False, REASON_NOT_LINKED, NOT_LINKED)
+    if not_active(user):
+        return Decision(False, REASON_NOT_ACTIVE, NOT_ACTIVE)
     failing: list[tuple[str, str]] = []
     if not user.password_hash:
         failing.append((NOT_ACTIVATED, REASON_NOT_ACTIVATED))
@@ -191,18 +208,22 @@ def two_factor_login(
 def security_code_step(user: PortalUser, link: ClinicLink) -> Decision:
     """The security-code step, for the user and link the code was sent for, with the CPR
     number not locked: ``two_factor_decision`` again (a flag removed since the code was
-    sent ends it, R7); every refusal here is ``MITID_REQUIRED``, with every reason."""
+    sent ends it, R7); every refusal here is ``MITID_REQUIRED``, with every reason, but
+    that of a deactivated account (``NOT_ACTIVE``)."""
     decision = two_factor_decision(user, link)
-    if decision.allowed:
+    if decision.allowed or decision.code == NOT_ACTIVE:
         return decision
     return Decision(False, decision.reason, MITID_REQUIRED)
 
 
 def refusal(decision: Decision) -> str | None:
     """The answer to a refused two-factor step: ``LOGIN_FAILED`` for
-    ``CREDENTIAL_FAILURES``, else ``MITID_REQUIRED``; None when it is allowed."""
+    ``CREDENTIAL_FAILURES``, ``NOT_ACTIVE`` for a deactivated account (told only after
+    the right password), else ``MITID_REQUIRED``; None when it is allowed."""
     if decision.allowed:
         return None
+    if decision.code == NOT_ACTIVE:
+        return NOT_ACTIVE
     return LOGIN_FAILED if decision.code in CREDENTIAL_FAILURES else MITID_REQUIRED
 
 
@@ -213,6 +234,11 @@ class LoginAccess:
     mitid: Decision
     two_factor: Decision
 
+    @property
+    def linked(self) -> bool:
+        """Whether the user is linked at the clinic asked about."""
+        return self.mitid.code != NOT_LINKED
+
     def as_row(self) -> dict[str, Any]:
         """``{"mitid": {"allowed", "reason"}, "two_factor": {"allowed", "reason"}}``."""
         return {"mitid": self.mitid.as_dict(), "two_factor": self.two_factor.as_dict()}
@@ -222,6 +248,6 @@ def login_access(session: Session, *, clinic_id: int, user: PortalUser) -> Login
     """Both decisions for the user at the clinic (``LoginAccess``)."""
     link = _link(session, clinic_id=clinic_id, user=user)
     return LoginAccess(
-        mitid=mitid_decision(link),
+        mitid=mitid_decision(link, user),
         two_factor=two_factor_decision(user, link, locked=locked_until(session, user)),
     )

@@ -493,7 +493,7 @@ def login_access(session: Session, *, actor: Actor, cpr: str) -> login_rules.Log
         raise not_a_patient(number, clinic, user_exists=False)
     assert clinic.id is not None
     result = login_rules.login_access(session, clinic_id=clinic.id, user=user)
-    linked = result.mitid.allowed  # MitID works exactly where the user is linked
+    linked = result.linked
     accesslog.looked_up(
         session, actor=actor, action=Action.PATIENT_ACCESS, cpr=number, details={"linked": linked}
     )
@@ -802,6 +802,11 @@ def invite(session: Session, *, actor: Actor, cpr: str) -> users.PatientFacts:
     stops working. An activated user is refused (this is not a password reset)."""
     clinic = current_clinic(session, actor)
     user, link_row = lookup(session, clinic=clinic, cpr=cpr)
+    if user.deactivated_at is not None:
+        raise Refused(
+            f"{mask_cpr(user.cpr)} is not active: no activation code is sent. If that is a "
+            "mistake, run `patientportal patient reactivate CPR` first."
+        )
     if user.password_hash:
         raise Refused(
             f"{mask_cpr(user.cpr)} is already activated (has chosen a password); an activation "

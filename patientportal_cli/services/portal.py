@@ -77,6 +77,8 @@ NOW_LOCKED = (
     f"After {MAX_FAILED_LOGINS} failed attempts, login is locked for {LOCK_MINUTES} minutes."
 )
 NOT_LINKED = "You are not a portal user at clinic {clinic}: contact the clinic."
+# a deactivated account (services/lifecycle.py): neutral, never why
+NOT_ACTIVE = "Din adgang til patientportalen er ikke aktiv. Kontakt klinikken."
 SECURITY_CODE_RE = re.compile(r"[0-9]{6}")
 
 
@@ -231,6 +233,8 @@ def activate(
     link = None if user is None or user.id is None else _link(session, clinic, user)
     if user is None or link is None:
         reason = "unknown_user" if user is None else "not_linked"
+    elif login_rules.not_active(user):  # neutral: the same answer as a wrong code
+        reason = login_rules.NOT_ACTIVE
     else:
         assert user.id is not None
         reason = codes.check(session, user_id=user.id, purpose=codes.ACTIVATION, code=code)
@@ -287,7 +291,7 @@ def login_mitid(
     user = _mitid_user(session, clinic=clinic, cpr=number, **via)
     if acting is not None:
         acting(session, user, clinic, **via)
-    user.mitid_verified_at = utcnow()
+    user.mitid_verified_at = user.last_login_at = utcnow()
     session.add(user)
     _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, **via)
     asked = credentials_mod.question(user) if credentials_mod.unvouched(user) else None
@@ -317,7 +321,18 @@ def _require_mitid_confirms(
 def _mitid_user(session: Session, /, *, clinic: Clinic, cpr: str, **via: Any) -> PortalUser:
     """The user MitID confirmed, when ``login_rules.mitid_decision`` allows it here."""
     user = _user_for_update(session, cpr)
-    decision = login_rules.mitid_decision(None if user is None else _link(session, clinic, user))
+    link = None if user is None else _link(session, clinic, user)
+    decision = login_rules.mitid_decision(link, user)
+    if decision.code == login_rules.NOT_ACTIVE:
+        raise _refused(
+            session,
+            NOT_ACTIVE,
+            clinic=clinic,
+            cpr=cpr,
+            action=Action.PORTAL_LOGIN_REFUSED,
+            reason=login_rules.NOT_ACTIVE,
+            **via,
+        )
     if user is None or not decision.allowed:
         raise _refused(
             session,
@@ -398,6 +413,16 @@ def _apply(
             cpr=cpr,
             action=Action.PORTAL_LOGIN_FAILED,
             reason=decision.code,
+            **step,
+        )
+    if answer == login_rules.NOT_ACTIVE:
+        raise _refused(
+            session,
+            NOT_ACTIVE,
+            clinic=clinic,
+            cpr=cpr,
+            action=Action.PORTAL_LOGIN_REFUSED,
+            reason=login_rules.NOT_ACTIVE,
             **step,
         )
     if answer == login_rules.MITID_REQUIRED:
@@ -483,6 +508,8 @@ def verify_code(
         acting(session, user, clinic, **CODE_STEP)
     _check_code(session, user=user, row=row, entered=entered, clinic=clinic, cpr=number)
     throttle.success(session, kind=throttle.PATIENT, name=number)
+    user.last_login_at = utcnow()  # patient list --inactive-since
+    session.add(user)
     _record(session, clinic=clinic, cpr=number, action=Action.PORTAL_LOGIN, method="two-factor")
     session.commit()
     return user
