@@ -1,4 +1,4 @@
-"""`patient change-cpr OLD NEW [--merge] [--dry-run]` (rule D19), both backends, through
+"""`patient change-cpr OLD NEW [--merge] [--dry-run]` (rule D40), both backends, through
 the `patientportal` command: one transaction, one audit event, both numbers find the log;
 refusals change nothing; a merge reports every conflict first."""
 

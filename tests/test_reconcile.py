@@ -1,4 +1,4 @@
-"""`patient reconcile FILE|- [--dry-run] [--yes] [--report FILE]` (rule D20), both
+"""`patient reconcile FILE|- [--dry-run] [--yes] [--report FILE]` (rule D41), both
 backends, through the `patientportal` command: the plan, its application through
 lifecycle.deactivate, idempotence, rejected rows, the report, isolation."""
 

@@ -1,4 +1,4 @@
-"""A person's CPR number changes (``patient change-cpr OLD NEW [--merge]``), rule D19.
+"""A person's CPR number changes (``patient change-cpr OLD NEW [--merge]``), rule D40.
 
 CPR-kontoret gives a person a new number (a wrong birth date or sex corrected, a
 replacement number made permanent). The portal account is one per person (R1), used at

@@ -1,5 +1,5 @@
 """``patient reconcile FILE|-``: the clinic's patient list (the region's
-patientfortegnelse) is the source of truth (issue 15 point 2; docs/rules.md D20).
+patientfortegnelse) is the source of truth (issue 15 point 2; docs/rules.md D41).
 
 The list is a CSV file with a ``cpr`` column and an optional ``status`` column holding
 the CPR register's status code (read by ``services/importing/reader.py`` with
@@ -27,7 +27,7 @@ Phase one (``make_plan``) reads every row and plans, writing nothing:
 - a patient linked here who is not on the list: ``left-clinic`` (this clinic's link
   ends; the account and other clinics stay) — unless a row was rejected for its CPR
   number: a list with unreadable numbers cannot tell who is missing from it, so no
-  link is ended (``held``) until the list is fixed (D20);
+  link is ended (``held``) until the list is fixed (D41);
 - status 80/90 for a patient linked here: deactivated (already deactivated: nothing);
 - a patient linked here and deactivated, but active on the list: reported (staff
   decide whether ``patient reactivate`` is due; reconcile never reactivates);
@@ -235,6 +235,7 @@ def make_plan(
     first: dict[str, tuple[int, str]] = {}  # cpr -> (line, status code) of its first row
     conflicts: set[str] = set()
     present: set[str] = set()  # on the list with an invalid status: never left-clinic
+    codes: dict[Any, str] = {None: ""}  # cell -> status code: a list uses a few values
     bad_numbers = 0
     rows = 0
     rejected = plan.rejected
@@ -255,12 +256,14 @@ def make_plan(
                 bad_numbers += 1
                 reason = str(exc)
             else:
-                try:
-                    code = status_code(v_status)
-                except InvalidInput as exc:
-                    present.add(cpr)
-                    reason = str(exc)
-                else:
+                code = codes.get(v_status)
+                if code is None:
+                    try:
+                        code = codes[v_status] = status_code(v_status)
+                    except InvalidInput as exc:
+                        present.add(cpr)
+                        reason = str(exc)
+                if code is not None:
                     before = first.get(cpr)
                     if before is None:
                         first[cpr] = (raw.line, code)
