@@ -14,8 +14,11 @@ from pathlib import Path
 import keyring
 import pytest
 from aiosmtpd.controller import Controller
+from sqlmodel import Session
 
 from patientportal_cli.db import engine as engine_mod
+from patientportal_cli.db import migrate
+from patientportal_cli.services import staff as staff_service
 from tests.helpers.cli import PASSWORD, Cli, Staff
 from tests.helpers.db import pg_schema_url
 from tests.helpers.memory_keyring import MemoryKeyring
@@ -83,6 +86,23 @@ def db_url(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("PATIENTPORTAL_DB_URL", url)
     yield url
     gen.close()
+
+
+@pytest.fixture
+def session(db_url: str, home: Path) -> Iterator[Session]:
+    """A session on an initialised database (clinic NORD, admin anna), for service tests."""
+    engine = engine_mod.get_engine(db_url, home)
+    migrate.upgrade(engine)
+    with Session(engine, expire_on_commit=False) as s:
+        staff_service.init(
+            s,
+            clinic_code="nord",
+            clinic_name="  Nord   klinikken ",
+            admin="Anna",
+            admin_name="Anna Admin",
+            password=PASSWORD,
+        )
+        yield s
 
 
 @pytest.fixture

@@ -21,14 +21,10 @@ from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, AuditEvent, Clinic, LoginThrottle, Membership
 from patientportal_cli.db.models import Staff as StaffRow
 from patientportal_cli.services import throttle
-from tests.helpers.cli import PASSWORD, Cli
+from tests.helpers.cli import LOGIN_FAILED, PASSWORD, Cli
 from tests.helpers.cli import Staff as StaffHelper
 from tests.helpers.db import db_session
 
-LOGIN_FAILED = (
-    "Error: Login failed: wrong username or password, or the account is disabled or locked "
-    "(5 failed logins lock it for 15 minutes).\n"
-)
 EVE_PASSWORD = "Eves-pass-1"
 NOT_ACCOUNT_ADMIN = (
     "Error: Only staff who may create clinics can change an account as a whole (eve may not).\n"
@@ -93,7 +89,7 @@ def root_who_may_create_clinics(cli: Cli, staff: StaffHelper) -> None:
 def test_eve_cannot_take_over_a_disabled_account_with_staff_add(
     cli: Cli, staff: StaffHelper, db_url: str, home: Path
 ) -> None:
-    """The issue's attack: Eve, admin at BBB only, adds `root` (disabled, may create
+    """A takeover attempt: Eve, admin at BBB only, adds `root` (disabled, may create
     clinics) with a password of her choosing."""
     eve_at_bbb(cli, staff)
     root_who_may_create_clinics(cli, staff)
@@ -140,7 +136,7 @@ def test_eve_cannot_take_over_a_disabled_account_with_staff_add(
 def test_adding_an_existing_account_never_touches_its_password_or_rights(
     cli: Cli, staff: StaffHelper, db_url: str, home: Path
 ) -> None:
-    """The issue's sequence as it was run: root (who may create clinics) is disabled at
+    """The takeover sequence step by step: root (who may create clinics) is disabled at
     NORD, his only clinic; Eve, admin at BBB only, adds root with her password. root
     gets a role at BBB and nothing else changes: Eve's password does not log in as root,
     and Eve still cannot create clinics. (A clinic's disable does not switch off the

@@ -4,6 +4,7 @@
 - ``db``: the test PostgreSQL server, sessions and queries on the database a test uses
 - ``mail``: the mail as delivered to the default Maildir, and the codes in it
 - ``people``: setting clinics, staff and patients up through the CLI
+- ``services``: calling the services directly, as a staff member
 - ``portal``: what a patient's two-factor login prints
 - ``csv_files``: import files as spreadsheets write them
 - ``memory_keyring``: an in-memory keyring backend

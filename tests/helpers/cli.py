@@ -13,6 +13,10 @@ from typer.testing import CliRunner
 from patientportal_cli.cli.app import app
 
 PASSWORD = "Secret-pass1"
+LOGIN_FAILED = (
+    "Error: Login failed: wrong username or password, or the account is disabled or locked "
+    "(5 failed logins lock it for 15 minutes).\n"
+)
 
 
 @dataclass

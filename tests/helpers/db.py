@@ -85,6 +85,17 @@ def db_session(db_url: str, home: Path) -> Iterator[Session]:
         yield session
 
 
+def audit_actions(db_url: str, home: Path) -> list[str]:
+    """The actions of every audit event, oldest first."""
+    with db_session(db_url, home) as s:
+        return actions_of(s)
+
+
+def actions_of(session: Session) -> list[str]:
+    """The actions of every audit event, oldest first."""
+    return [e.action for e in audit_events(session)]
+
+
 def scalar(db_url: str, home: Path, sql: str, **params: Any) -> Any:
     with db_session(db_url, home) as s:
         return s.execute(text(sql), params).scalar()

@@ -1,8 +1,10 @@
-"""An in-memory keyring backend (the tests never touch the machine's keyring)."""
+"""An in-memory keyring backend (the tests never touch the machine's keyring), and none."""
 
 from __future__ import annotations
 
+import keyring
 from keyring.backend import KeyringBackend
+from keyring.backends import fail
 
 
 class MemoryKeyring(KeyringBackend):
@@ -23,3 +25,8 @@ class MemoryKeyring(KeyringBackend):
 
         if self.store.pop((service, username), None) is None:
             raise PasswordDeleteError(username)
+
+
+def no_keyring() -> None:
+    """No usable keyring, as on a server without a Secret Service."""
+    keyring.set_keyring(fail.Keyring())

@@ -21,6 +21,13 @@ def second_clinic(cli: Cli, staff: Staff, code: str = "SYD", name: str = "Sydkli
     staff.add("sara", "secretary", name="Sara Sekretær", clinic=code)
 
 
+def two_clinics(cli: Cli, staff: Staff) -> None:
+    """anna (admin at NORD and SYD), bo (doctor at NORD, secretary at SYD)."""
+    cli("clinic create SYD --name Sydklinikken")
+    staff.add("bo", "doctor", clinic="NORD")
+    cli("staff add bo --name Bo --role secretary --clinic SYD")
+
+
 def set_mode(cli: Cli, mode: str, *extra: str) -> Any:
     """`clinic set-registration MODE`."""
     return cli(["clinic", "set-registration", mode, *extra])
