@@ -35,7 +35,7 @@ def _told_nothing(*texts: str) -> None:
 def test_create_dry_run_at_another_clinic_tells_only_that_a_user_exists(
     cli: Cli, staff: Staff, db_url: str, home: Path
 ) -> None:
-    """The issue's attack: SYD's create --dry-run used to print NORD's name and e-mail."""
+    """SYD's create --dry-run must not print NORD's name and e-mail for the patient."""
     _ida_at_nord_only(cli, staff)
     r = cli(f"patient create {CPR} --name X --email x@example.com --dry-run")
     assert r.stdout == ""

@@ -1,6 +1,6 @@
 """A self-registration acts only for the person who proves to be the patient (both backends).
 
-The takeover of the issue, step by step through the `patientportal` command: someone
+An account takeover, step by step through the `patientportal` command: someone
 self-registers a stranger's CPR number with their own password and e-mail; another
 clinic links that user; the real patient logs in with MitID there. The attacker's
 two-factor login must fail (no code mailed), because a MitID login alone vouches for
@@ -103,7 +103,7 @@ def syd_open(staff: Staff) -> Staff:
     return staff
 
 
-# --- the takeover of the issue --------------------------------------------------------
+# --- the takeover, step by step --------------------------------------------------------
 
 
 def test_the_takeover_fails_at_the_attackers_login(

@@ -1,5 +1,5 @@
-"""The source document's journey as one scenario, through the `patientportal` command, on
-SQLite and PostgreSQL.
+"""A patient's journey through registration, logins and a second clinic, as one scenario
+through the `patientportal` command, on SQLite and PostgreSQL.
 
 A clinic in open mode; a patient self-registers online; two-factor login is refused with
 the MitID message (R5); the clinic sets "Patienten har ikke MitID" with the e-mail

@@ -1,4 +1,6 @@
-"""End-to-end scenarios of the source document's rules R4, R5 and R7 (both backends).
+"""Which patients log in with a password and a mailed code, and which need MitID, end to
+end on both backends: with the no-MitID flag two-factor login works (R4); without it
+the first login needs MitID (R5); once the flag is removed, MitID again (R7).
 
 Each scenario drives the `patientportal` command on the staff side and on the patient's
 side (`portal ...`), and reads the activation and security codes from the mail as it

@@ -1,8 +1,10 @@
-"""End-to-end scenarios of the source document's rules R1, R6 and R8 (both backends).
+"""One login per person shared by every clinic (R1), and setting the no-MitID flag: only
+with the e-mail owner confirmed (R6), or with the user's creation in one step (R8). End
+to end on both backends.
 
 Each drives the `patientportal` command: the staff side (`patient ...`, `no-mitid ...`)
 and the patient's side (`portal ...`), reading the codes from the mail as delivered to
-the default Maildir. (R4, R5 and R7 are in tests/test_rules_r4_r5_r7.py.)
+the default Maildir. (R4, R5 and R7: tests/scenarios/test_logins_with_and_without_mitid.py.)
 """
 
 from __future__ import annotations
