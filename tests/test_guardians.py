@@ -532,3 +532,60 @@ def test_for_a_patient_not_linked_here_or_bad_for(
             "not_linked", "unknown_patient", "no_delegation",
         ]  # fmt: skip
         assert [e for e in events(session, "portal.login") if e[0] == "portal.login"] == []
+
+
+# --- schema 0007 -------------------------------------------------------------------------------
+
+
+def test_migration_0007_keeps_the_data_and_allows_one_open_row(db_url: str, home: Path) -> None:
+    """0006 -> 0007 adds the table and keeps what is there; the partial unique index
+    allows one open row per (clinic, patient, holder, kind), any number of revoked ones;
+    the downgrade removes the table only."""
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from patientportal_cli.db import engine as engine_mod
+    from patientportal_cli.db import migrate
+
+    engine = engine_mod.get_engine(db_url, home)
+    migrate.upgrade(engine, "0006")
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO clinic (code, name, registration_mode, services, created_at) "
+                "VALUES ('NORD', 'Nord', 'none', 'booking', :now)"
+            ),
+            {"now": now},
+        )
+        for cpr in (CHILD_NUMBER, PARENT_NUMBER):
+            conn.execute(
+                text(
+                    "INSERT INTO portal_user (cpr, name, email, origin, failed_logins, "
+                    "created_at) VALUES (:cpr, 'X', 'x@example.dk', 'clinic', 0, :now)"
+                ),
+                {"cpr": cpr, "now": now},
+            )
+    migrate.upgrade(engine, "0007")
+    insert = text(
+        "INSERT INTO delegation (clinic_id, patient_user_id, holder_user_id, kind, basis, "
+        "created_at, created_by, revoked_at) VALUES (1, "
+        "(SELECT id FROM portal_user WHERE cpr = :child), "
+        "(SELECT id FROM portal_user WHERE cpr = :parent), 'guardian', 'fuldmagt', :now, "
+        "'anna', :revoked)"
+    )
+    who = {"child": CHILD_NUMBER, "parent": PARENT_NUMBER, "now": now}
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM portal_user")).scalar_one() == 2
+        conn.execute(insert, {**who, "revoked": now})
+        conn.execute(insert, {**who, "revoked": now})
+        conn.execute(insert, {**who, "revoked": None})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {**who, "revoked": None})
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0006")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM portal_user")).scalar_one() == 2
+        assert conn.execute(text("SELECT count(*) FROM clinic")).scalar_one() == 1
+    assert migrate.current(engine) == "0006"

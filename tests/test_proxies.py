@@ -304,3 +304,19 @@ def test_the_patient_cannot_use_the_proxy_the_other_way(pair: Cli) -> None:
     cli(ADD)
     r = cli(f"portal login {ELSE} --clinic NORD --method mitid --for {SON}", expect=1)
     assert r.stderr == NOT_ACTING.replace("120345", "030370")
+
+
+def test_tab_completion_of_services_and_basis() -> None:
+    from patientportal_cli.cli.completion import complete_services
+    from patientportal_cli.vocabulary import Basis
+
+    assert complete_services("") == ["e-consultation", "booking", "prescription-renewal"]
+    assert complete_services("b") == ["booking"]
+    assert complete_services("booking,") == [
+        "booking,e-consultation",
+        "booking,prescription-renewal",
+    ]
+    assert complete_services("booking,e-consultation,p") == [
+        "booking,e-consultation,prescription-renewal"
+    ]
+    assert [b.value for b in Basis] == ["forældremyndighed", "fuldmagt"]  # --basis choices
