@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.cli import Cli, Staff
+from tests.helpers.cli import Cli, Staff, terminal
 from tests.helpers.db import db_session, events, rows, scalar
 from tests.helpers.people import register, second_clinic, self_registers
 
@@ -303,3 +303,17 @@ def test_merge_into_a_number_without_a_user_is_a_plain_change(
     r = cli(f"patient change-cpr {OLD} {NEW} --merge --yes")
     assert r.stderr.startswith("CPR number 010203-**** changed to 150790-**** (Karen Holm)")
     assert rows(db_url, home, "SELECT merged FROM cpr_change") == [(False,)]
+
+
+def test_on_a_terminal_it_asks_and_no_changes_nothing(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    cli(f"patient create {OLD} --name 'Karen Holm' --email karen@example.dk --no-invite")
+    before = _state(db_url, home)
+    with terminal("n"):
+        r = cli(f"patient change-cpr {OLD} {NEW}", expect=1)
+    assert r.stderr.endswith("Error: Not confirmed; nothing was changed.\n")
+    assert _state(db_url, home) == before
+    with terminal("y"):
+        cli(f"patient change-cpr {OLD} {NEW}")
+    assert rows(db_url, home, "SELECT cpr FROM portal_user") == [(NEW_N,)]

@@ -8,7 +8,7 @@ import json
 import stat
 from pathlib import Path
 
-from tests.helpers.cli import Cli, Staff
+from tests.helpers.cli import Cli, Staff, terminal
 from tests.helpers.db import db_session, events, rows
 from tests.helpers.people import second_clinic
 
@@ -92,11 +92,19 @@ def test_plan_then_apply_through_lifecycle_then_a_second_run_plans_nothing(
     assert _deactivated(db_url, home) == []
     assert len(_linked(db_url, home)) == 5
 
-    r = cli(["patient", "reconcile", str(path), "--yes"])
+    report = tmp_path / "afvigelser.csv"
+    r = cli(["patient", "reconcile", str(path), "--yes", "--report", str(report)])
     assert r.stderr == PLAN.format(name=path) + (
         "Done at clinic NORD: 2 deactivated (1 deceased, 1 emigrated), 1 left the clinic, "
         "0 already done meanwhile.\n"
+        f"Rows to look at written to {report}: 3.\n"
     )
+    assert report.read_bytes().decode("utf-8-sig").splitlines() == [
+        "line;row;reason",
+        '5;"050607-5678;70";"CPR status 70 (disappeared): kept; check the patient\'s status."',
+        '6;"060708-6789;1";Not a patient at clinic NORD: nothing to do here.',
+        "0;040506-4567;Not on the list: this clinic's link ends (left-clinic).",
+    ]
     assert _deactivated(db_url, home) == [("0203042345", "deceased"), ("0304053456", "emigrated")]
     assert _linked(db_url, home) == ["0102031234", "0203042345", "0304053456", "0506075678"]
     assert rows(
@@ -256,3 +264,18 @@ def test_standard_input_and_isolation_between_clinics(
     assert _linked(db_url, home) == ["0102031234"]
     assert _linked(db_url, home, "SYD") == ["0405064567", "0607086789"]
     assert _deactivated(db_url, home) == []
+
+
+def test_on_a_terminal_it_asks_before_applying(
+    cli: Cli, staff: Staff, db_url: str, home: Path, tmp_path: Path
+) -> None:
+    _patients(cli, A, D)
+    path = _list(tmp_path / "liste.csv", f"{A};01")
+    with terminal("n"):
+        r = cli(["patient", "reconcile", str(path)], expect=1)
+    assert r.stderr.endswith("Error: Not confirmed; nothing was changed.\n")
+    assert _linked(db_url, home) == ["0102031234", "0405064567"]
+    with terminal("y"):
+        r = cli(["patient", "reconcile", str(path)])
+    assert "1 left the clinic" in r.stderr
+    assert _linked(db_url, home) == ["0102031234"]

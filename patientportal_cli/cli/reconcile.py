@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,15 +21,12 @@ from patientportal_cli.cli.common import (
 from patientportal_cli.cli.patient_import import (
     DelimiterOpt,
     EncodingOpt,
-    ReportOpt,
     _progress,
     _write_report,
     check_report_path,
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from patientportal_cli.output import Output
     from patientportal_cli.services.reconcile import Applied, Plan
 
@@ -38,6 +36,15 @@ FileArg = Annotated[
         metavar="FILE|-",
         help="The clinic's patient list: CSV with a cpr column and optionally a status "
         "column (CPR status codes); - reads standard input.",
+    ),
+]
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        help="Write the rows to look at (line, row, reason) as CSV here: rejected and "
+        "reported rows, then the patients whose link ends (line 0).",
     ),
 ]
 

@@ -57,6 +57,7 @@ from sqlmodel import Session
 from patientportal_cli.errors import InvalidInput, NotFound
 from patientportal_cli.services import audit, lifecycle
 from patientportal_cli.services.auth import Actor
+from patientportal_cli.services.cpr import format_cpr
 from patientportal_cli.services.importing.plan import KEEP_TEXT, SHOW_REJECTED, Rejection
 from patientportal_cli.services.importing.reader import ImportFile, Layout, RawRow
 from patientportal_cli.services.importing.validate import Validator
@@ -168,14 +169,20 @@ class Plan:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def rejections(self, *, with_text: bool = False) -> Iterator[Rejection]:
+    def report_rows(self) -> Iterator[Rejection]:
+        """What ``--report`` lists (``patient import``'s report writer reads it): the
+        rejected and reported rows in line order with their texts, then the patients
+        whose link ends, as line 0."""
         rows = sorted(self.rejected + self.reported, key=lambda r: r.line)
+        yield from self._with_text(rows)
+        for cpr in self.left:
+            yield Rejection(0, format_cpr(cpr), LEFT_REASON)
+
+    def rejections(self, *, with_text: bool = False) -> Iterator[Rejection]:
+        """The same as ``report_rows`` (``with_text``), or the rows without their texts."""
         if with_text:
-            rows = list(self._with_text(rows))
-        yield from rows
-        if with_text:
-            for cpr in self.left:
-                yield Rejection(0, cpr, LEFT_REASON)
+            return self.report_rows()
+        return iter(sorted(self.rejected + self.reported, key=lambda r: r.line))
 
     def _with_text(self, rows: list[Rejection]) -> Iterator[Rejection]:
         """Rows whose text was too long to keep are read from the file again, in step."""
