@@ -26,6 +26,8 @@ SETTINGS: dict[str, str] = {
     "smtp-port": "SMTP server port (default 587)",
     "smtp-username": "SMTP user name",
     "smtp-starttls": "yes (default) or no",
+    "audit-retention": "How long audit events are kept before `audit prune` may remove "
+    "them (default 2y; e.g. 5y, 730d)",
 }
 SECRETS: dict[str, str] = {
     "db-password": "Password for the database user (kept in the OS keyring)",
@@ -138,6 +140,10 @@ def check_value(key: str, value: str) -> str:
     elif key == "smtp-port":
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise InvalidInput(f"Invalid smtp-port {value!r}: use a number from 1 to 65535.")
+    elif key == "audit-retention":
+        from patientportal_cli.services.retention import check_duration
+
+        value = check_duration(value, what=key)
     elif key == "smtp-starttls":
         if value.lower() in ("yes", "y", "true", "1", "on"):
             value = "yes"

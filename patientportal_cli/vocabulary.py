@@ -79,6 +79,12 @@ class Action(StrEnum):
     PATIENT_LIST = "patient.list"
     PATIENT_LOG = "patient.log"
     CPR_REVEAL = "cpr.reveal"
+    # a person's data under GDPR (services/gdpr.py) and the printed letter
+    PATIENT_EXPORT = "patient.export"
+    PATIENT_ERASE = "patient.erase"
+    PATIENT_LETTER = "patient.letter"
+    # retention (services/retention.py)
+    AUDIT_PRUNE = "audit.prune"
 
     NO_MITID_SET = "no_mitid.set"
     NO_MITID_CLEAR = "no_mitid.clear"

@@ -26,6 +26,7 @@ from patientportal_cli.cli import (
     portal,
     reconcile,
     registration,
+    retention,
     staff,
 )
 from patientportal_cli.cli.common import STATE, command
@@ -121,6 +122,8 @@ command(patients.app, "reactivate")(lifecycle.reactivate)
 command(patients.app, "change-cpr")(cpr_change.change_cpr)
 command(patients.app, "reconcile")(reconcile.reconcile)
 command(portal.app, "register")(registration.register)
+command(audit.app, "prune")(retention.prune)
+command(audit.app, "retention")(retention.retention_)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(clinic.app, name="clinic")

@@ -298,6 +298,12 @@ def verify(
             extra=extra,
             report=report,
         )
+        from patientportal_cli.services.audit import runs  # the run and its result, audited
+
+        runs.record_verify(
+            session, actor=actor.username, chains=chains, report=report, full=full
+        )
+        session.commit()
     if report.problems:
         from patientportal_cli import output as output_mod
 
@@ -307,7 +313,11 @@ def verify(
     _remember(report.heads)
     output = out()
     output.success(f"The audit log is intact: {report.checked} events checked.")
-    resumed = [c for c in report.chains if c.start_seq]
+    resumed = [c for c in report.chains if c.start_seq and c.start_seq != c.pruned_to]
+    pruned = [c for c in report.chains if c.pruned_to]
+    if pruned:  # audit prune removed the older events; its signed checkpoint anchors the rest
+        points = ", ".join(f"{audit.label(c.chain)} #{c.pruned_to}" for c in pruned)
+        output.message(f"Pruned (audit retention): events up to {points} were removed.")
     if resumed:
         points = ", ".join(f"{audit.label(c.chain)} #{c.start_seq}" for c in resumed)
         output.message(f"Resumed after {points} (checked before; --full checks everything).")

@@ -253,7 +253,8 @@ class AuditHead(Model, table=True):
 
 class AuditCheckpoint(Model, table=True):
     """A chain's (seq, hash) at a moment, signed with HMAC-SHA256 under the audit key
-    (kept outside the database); ``key_id`` names the key without revealing it."""
+    (kept outside the database); ``key_id`` names the key without revealing it. A prune
+    checkpoint (``kind`` "prune") is the chain's floor: the events up to it were removed."""
 
     __tablename__ = "audit_checkpoint"
     id: int | None = Field(default=None, primary_key=True)
@@ -264,6 +265,14 @@ class AuditCheckpoint(Model, table=True):
     created_by: str = Field(max_length=64)
     key_id: str = Field(max_length=16)
     signature: str = Field(max_length=64)
+    # "prune" (migration 0009, services/retention.py): the chain's events up to and
+    # including ``seq`` were removed; ``hash`` is the last removed event's, so the first
+    # remaining event still links to it. ``cutoff``/``removed``: what the run did.
+    kind: str = Field(
+        default="checkpoint", max_length=16, sa_column_kwargs={"server_default": "checkpoint"}
+    )
+    cutoff: datetime | None = None
+    removed: int | None = None
 
 
 # --- acting for someone else ---------------------------------------------------------

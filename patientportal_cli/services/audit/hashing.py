@@ -91,3 +91,18 @@ def sign(key: bytes, chain: str, seq: int, hash_: str, created_at: str, created_
         f"|{len(created_by)}:{created_by}"
     )
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+PRUNE = "prune"  # audit_checkpoint.kind of a prune checkpoint (the chain's floor)
+
+
+def sign_prune(
+    key: bytes, chain: str, seq: int, hash_: str, created_at: str, created_by: str, cutoff: str
+) -> str:
+    """A prune checkpoint's signature: its own prefix, so an ordinary checkpoint's
+    signature never passes for a floor (which would hide deleted old events)."""
+    message = (
+        f"patientportal-audit-prune|{len(chain)}:{chain}|{seq}|{hash_}|{created_at}"
+        f"|{len(created_by)}:{created_by}|{cutoff}"
+    )
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

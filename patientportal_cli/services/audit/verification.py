@@ -16,12 +16,14 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.models import AuditCheckpoint, AuditHead
 from patientportal_cli.services.audit.chains import GENESIS, label
 from patientportal_cli.services.audit.hashing import (
+    PRUNE,
     at_text,
     content_hash,
     digest_v1_fields,
     digest_v2,
     key_id,
     sign,
+    sign_prune,
 )
 from patientportal_cli.services.audit.redaction import ERASED_DETAILS, ERASED_TARGET
 
@@ -37,6 +39,7 @@ class Anchor:
     hash: str
     what: str  # "checkpoint 3 of 2026-12-02 10:00", "the checkpoint file", ...
     trusted: bool  # may verify resume from it (signed with our key, or a checkpoint file)
+    floor: bool = False  # a prune checkpoint: the events up to it were removed
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ChainResult:
     end_seq: int = 0
     end_hash: str = GENESIS
     problem: str | None = None
+    pruned_to: int = 0  # the chain starts after this seq: older events were pruned
 
 
 @dataclass
@@ -70,11 +74,18 @@ class Report:
 
 def _checkpoint_anchor(cp: AuditCheckpoint, key: bytes | None, report: Report) -> Anchor | None:
     when = at_text(cp.created_at)[:16]
-    what = f"checkpoint {cp.id} of {when} UTC"
+    floor = cp.kind == PRUNE
+    what = f"{'prune ' if floor else ''}checkpoint {cp.id} of {when} UTC"
     if key is None or cp.key_id != key_id(key):
         report.checkpoints_unchecked += 1
-        return Anchor(cp.chain, cp.seq, cp.hash, what, trusted=False)
-    expected = sign(key, cp.chain, cp.seq, cp.hash, at_text(cp.created_at), cp.created_by)
+        return Anchor(cp.chain, cp.seq, cp.hash, what, trusted=False, floor=floor)
+    if floor:
+        cutoff = at_text(cp.cutoff) if cp.cutoff is not None else ""
+        expected = sign_prune(
+            key, cp.chain, cp.seq, cp.hash, at_text(cp.created_at), cp.created_by, cutoff
+        )
+    else:
+        expected = sign(key, cp.chain, cp.seq, cp.hash, at_text(cp.created_at), cp.created_by)
     if not hmac.compare_digest(expected, cp.signature):
         report.problems.append(
             f"Checkpoint {cp.id} ({label(cp.chain)} #{cp.seq}) is not signed by the audit "
@@ -82,7 +93,7 @@ def _checkpoint_anchor(cp: AuditCheckpoint, key: bytes | None, report: Report) -
         )
         return None
     report.checkpoints_checked += 1
-    return Anchor(cp.chain, cp.seq, cp.hash, what, trusted=True)
+    return Anchor(cp.chain, cp.seq, cp.hash, what, trusted=True, floor=floor)
 
 
 def file_anchors(data: Any, key: bytes | None, report: Report) -> list[Anchor]:
@@ -158,7 +169,7 @@ def verify(
     finally:
         cursor.close()
     if legacy:
-        _legacy(session, report)
+        _legacy(session, report, pruned=any(c.pruned_to for c in report.chains))
     return report
 
 
@@ -175,8 +186,9 @@ def _anchors(
     newest), the ``extra`` ones, and the head this machine remembers."""
     per_chain: dict[str, list[Anchor]] = {c: [] for c in chains}
     checkpoints = select(AuditCheckpoint).where(col(AuditCheckpoint.chain).in_(chains))
-    if not full:  # each chain's newest checkpoint
-        checkpoints = checkpoints.where(col(AuditCheckpoint.id).in_(_newest(session, chains)))
+    if not full:  # each chain's newest checkpoint, and its newest prune checkpoint (floor)
+        newest = _newest(session, chains) + _newest(session, chains, kind=PRUNE)
+        checkpoints = checkpoints.where(col(AuditCheckpoint.id).in_(newest))
     for cp in session.exec(checkpoints.order_by(col(AuditCheckpoint.id))):
         anchor = _checkpoint_anchor(cp, key, report)
         if anchor is not None:
@@ -192,15 +204,14 @@ def _anchors(
     return per_chain
 
 
-def _newest(session: Session, chains: list[str]) -> list[int]:
-    """The id of each chain's newest checkpoint."""
+def _newest(session: Session, chains: list[str], kind: str | None = None) -> list[int]:
+    """The id of each chain's newest checkpoint (of ``kind``, or any)."""
     from sqlalchemy import func
 
-    rows = session.exec(
-        select(func.max(AuditCheckpoint.id))
-        .where(col(AuditCheckpoint.chain).in_(chains))
-        .group_by(col(AuditCheckpoint.chain))
-    )
+    query = select(func.max(AuditCheckpoint.id)).where(col(AuditCheckpoint.chain).in_(chains))
+    if kind is not None:
+        query = query.where(AuditCheckpoint.kind == kind)
+    rows = session.exec(query.group_by(col(AuditCheckpoint.chain)))
     return [int(i) for i in rows if i is not None]
 
 
@@ -220,11 +231,19 @@ def _verify_chain(
 ) -> bool:
     """Check one chain into ``result``: from its resume point (none with ``full``), its
     anchors below that point, its events, then its anchors above and its head. True
-    when it resumed from an anchor."""
+    when it resumed from an anchor or started after pruned events."""
     top = head.seq if head is not None else 2**62
+    floor, anchors, result.problem = _floor(anchors)
+    if result.problem is not None:
+        return False
     start = None if full else _resume_point(anchors, top)
     below = _by_seq(anchors)
     prev = GENESIS
+    if floor is not None and start is None:  # the first remaining event links to it
+        result.start_seq, result.resumed_from = floor.seq, floor.what
+        prev = floor.hash
+    if floor is not None:
+        result.pruned_to = floor.seq
     if start is not None:
         result.problem = _check_passed_anchors(cursor, sql, result.chain, start, below)
         if result.problem is None:
@@ -234,7 +253,26 @@ def _verify_chain(
         _walk(cursor, sql, result, prev, top, below)
     if result.problem is None:
         result.problem = _end_problem(result, below, head)
-    return start is not None
+    return start is not None or floor is not None
+
+
+def _floor(anchors: list[Anchor]) -> tuple[Anchor | None, list[Anchor], str | None]:
+    """The chain's floor (its newest prune checkpoint: the events up to it were removed
+    by ``audit prune``), the anchors above it, and a problem: an anchor on the floor's
+    own event with another hash. Anchors below the floor covered removed events."""
+    floors = [a for a in anchors if a.floor]
+    if not floors:
+        return None, anchors, None
+    floor = max(floors, key=lambda a: a.seq)
+    for a in anchors:
+        if a.seq == floor.seq and a.hash != floor.hash:
+            return (
+                floor,
+                [],
+                f"Event {label(a.chain)} #{a.seq} has changed: {a.what} covers it, "
+                f"and {floor.what} says otherwise.",
+            )
+    return floor, [a for a in anchors if a.seq > floor.seq], None
 
 
 def _resume_point(anchors: list[Anchor], top: int) -> Anchor | None:
@@ -471,10 +509,11 @@ def _id_at(cursor: Any, sql: _Sql, chain: str, seq: int) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _legacy(session: Session, report: Report) -> None:
+def _legacy(session: Session, report: Report, *, pruned: bool = False) -> None:
     """Version-1 events (before schema 0005): one global chain in id order. They all
     come before any version-2 event, so this reads them and stops at the first
-    version-2 event."""
+    version-2 event. ``pruned``: old events were removed (``audit prune``), so the first
+    remaining version-1 event links to one that is gone."""
     raw, postgresql = _raw(session)
     at = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" if postgresql else "at"
     mark = "%s" if postgresql else "?"
@@ -482,7 +521,7 @@ def _legacy(session: Session, report: Report) -> None:
         f"SELECT id, version, {at}, actor, clinic, action, target, details, prev_hash, hash "
         f"FROM audit_event WHERE id > {mark} ORDER BY id LIMIT {mark}"
     )
-    prev = GENESIS
+    prev: str | None = None if pruned else GENESIS
     after = 0
     batch = 100  # most databases have none: the first batch ends at a version-2 event
     cursor = raw.cursor()
@@ -493,10 +532,9 @@ def _legacy(session: Session, report: Report) -> None:
             for id_, version, at_, actor, clinic, action, target, details, back, hash_ in rows:
                 if version != 1:
                     return
-                if (
-                    back != prev
-                    or digest_v1_fields(at_, actor, clinic, action, target, details, back) != hash_
-                ):
+                if (prev is not None and back != prev) or digest_v1_fields(
+                    at_, actor, clinic, action, target, details, back
+                ) != hash_:
                     report.problems.append(
                         f"The events before schema 0005 are broken at id {id_} ({action} at "
                         f"{_when(at_)}): it does not follow the event before it."
