@@ -30,7 +30,7 @@ def plan_lines(
     counts = [
         ("create user and link", create),
         ("link existing user", link),
-        ("set no-MitID flag", set_flag),
+        ("set no-MitID flag, link exists", set_flag),
         ("already linked (nothing to do)", already),
         ("repeated rows (same data)", duplicate),
         ("rejected", rejected),
@@ -201,7 +201,7 @@ def test_json_summary(cli: Cli, staff: Staff, tmp_path: Path) -> None:
             "linked": 0,
             "flags_set": 0,
             "already": 0,
-            "rejected": 0,
+            "rejected_while_applying": 0,
             "invitations_queued": 2,
             "mails_queued": 2,
         },
@@ -226,7 +226,13 @@ def test_flag_with_confirmation_is_set_and_audited(
     cli: Cli, staff: Staff, db_url: str, home: Path, tmp_path: Path
 ) -> None:
     path = write(tmp_path / "p.csv", excel_csv(danes_rows(flags=True), encoding="utf-8-sig"))
-    cli(["patient", "import", str(path), "--yes", "--confirm-email-owner"])
+    r = cli(["patient", "import", str(path), "--yes", "--confirm-email-owner", "-o", "json"])
+    # the flag set on a user the import created is counted (issue 12.5)
+    assert "Done at clinic NORD: 4 created, 0 linked, 1 flag(s) set, 0 already there.\n" in (
+        r.stderr
+    )
+    summary = json.loads(r.stdout)
+    assert (summary["plan"]["set_flag"], summary["applied"]["flags_set"]) == (0, 1)
     flagged = rows(
         db_url,
         home,

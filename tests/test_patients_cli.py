@@ -72,6 +72,32 @@ def test_create_new_user_links_and_mails_activation_code(
         assert event[4]["user_created"] is True and event[4]["invited"] is True
 
 
+def test_dry_run_says_what_it_would_do_in_the_conditional(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """A dry run mails nothing and sets no flag, and says so (issue 12.4)."""
+    r = create_ida(cli, "--no-mitid", "--confirm-email-owner", "--dry-run")
+    assert r.stderr == (
+        f"Dry run: would have created portal user 010203-**** (Ida Hansen) and linked it to "
+        f"clinic NORD (services: {ALL}).\n"
+        "The no-MitID flag would be set; the e-mail ida@example.dk would be recorded as "
+        "confirmed to belong to the patient or to a person with power of attorney.\n"
+        "An activation code would be e-mailed to ida@example.dk (valid 7 days).\n"
+        "Nothing was changed.\n"
+    )
+    assert Inbox(home).new() == []
+    cli(["clinic", "create", "SYD", "--name", "Sydklinikken"])
+    create_ida(cli, "--clinic", "SYD", "--no-invite")
+    r = cli(["patient", "link", "010203-1234", "--clinic", "NORD", "--dry-run"])
+    assert r.stderr == (
+        "Dry run: would have linked the existing portal user 010203-**** to clinic NORD "
+        f"(services: {ALL}).\n"
+        "Nothing was changed.\n"
+    )
+    with db_session(db_url, home) as s:
+        assert link_of(s, "0102031234", "NORD") is None
+
+
 def test_create_accepts_every_cpr_form(cli: Cli, staff: Staff) -> None:
     for form, stored in [
         ("0102031234", "0102031234"),
@@ -102,7 +128,8 @@ def test_create_no_invite_services_and_dry_run(
     assert r.stderr == (
         "Dry run: would have created portal user 010203-**** (Ida Hansen) and linked it to "
         "clinic NORD (services: e-consultation, booking).\n"
-        "No activation e-mail sent; send one with `patientportal patient invite CPR`.\n"
+        "No activation e-mail would be sent; send one later with "
+        "`patientportal patient invite CPR`.\n"
         "Nothing was changed.\n"
     )
     with db_session(db_url, home) as s:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 PLAN_LINES = [
     ("create", "create user and link"),
     ("link", "link existing user"),
-    ("set_flag", "set no-MitID flag"),
+    ("set_flag", "set no-MitID flag, link exists"),
     ("already", "already linked (nothing to do)"),
     ("duplicate", "repeated rows (same data)"),
     ("rejected", "rejected"),
@@ -351,7 +351,7 @@ def _summary(
             "linked": applied.linked,
             "flags_set": applied.flags_set,
             "already": applied.already,
-            "rejected": applied.rejected,
+            "rejected_while_applying": applied.rejected,
             "invitations_queued": applied.invitations,
             "mails_queued": applied.mails,
         },

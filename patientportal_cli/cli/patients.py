@@ -115,12 +115,21 @@ def _report_link(output: Output, result: LinkResult) -> None:
         )
     if result.no_mitid:
         address = f"the e-mail {result.email}" if result.email else "the portal user's e-mail"
+        flag = "The no-MitID flag would be set" if result.dry_run else "No-MitID flag set"
+        confirmed = "would be recorded as confirmed" if result.dry_run else "is confirmed"
         output.message(
-            f"No-MitID flag set; {address} is confirmed to belong to the "
+            f"{flag}; {address} {confirmed} to belong to the "
             "patient or to a person with power of attorney."
         )
-    if result.invited:
+    if result.invited and result.dry_run:
+        output.message(f"An activation code would be e-mailed to {result.email} (valid 7 days).")
+    elif result.invited:
         output.message(f"Activation code e-mailed to {result.email} (valid 7 days).")
+    elif result.user_created and result.dry_run:
+        output.message(
+            "No activation e-mail would be sent; send one later with "
+            "`patientportal patient invite CPR`."
+        )
     elif result.user_created:
         output.message(
             "No activation e-mail sent; send one with `patientportal patient invite CPR`."

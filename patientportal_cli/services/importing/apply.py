@@ -69,7 +69,8 @@ T_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 class Applied:
     created: int = 0
     linked: int = 0
-    flags_set: int = 0
+    flags_set: int = 0  # every flag set: on links made by the import and on existing ones
+    flags_on_existing: int = 0  # of those, on links that were there before
     already: int = 0
     rejected: int = 0
     invitations: int = 0
@@ -78,7 +79,7 @@ class Applied:
     fallback_batches: int = 0
 
     def changed(self) -> int:
-        return self.created + self.linked + self.flags_set
+        return self.created + self.linked + self.flags_on_existing
 
 
 def apply_plan(
@@ -186,7 +187,8 @@ def _apply_batch(session: Session, plan: Plan, rows: list[Row], total: Applied) 
     _write_audit(batch, _link_events(batch) + _flag_events(batch))
     total.created += len(batch.found.create)
     total.linked += len(batch.found.link)
-    total.flags_set += len(batch.found.set_flag)
+    total.flags_set += len(batch.flagged())
+    total.flags_on_existing += len(batch.found.set_flag)
 
 
 def _start(session: Session, plan: Plan, rows: list[Row], total: Applied) -> _Batch | None:
