@@ -246,7 +246,7 @@ def test_flag_with_confirmation_is_set_and_audited(
     assert event["email_owner_confirmed_by"] == "anna"
     assert event["source"] == "import"
     [summary] = import_events(db_url, home, "patient.import")
-    assert summary["confirm_email_owner"] is True and summary["flags_set"] == 0
+    assert summary["confirm_email_owner"] is True and summary["flags_set"] == 1
     templates = rows(db_url, home, "SELECT template FROM outbox ORDER BY template")
     assert templates == [("activation",)] * 4 + [("no_mitid_set",)]
 
