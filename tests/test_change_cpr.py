@@ -317,3 +317,33 @@ def test_on_a_terminal_it_asks_and_no_changes_nothing(
     with terminal("y"):
         cli(f"patient change-cpr {OLD} {NEW}")
     assert rows(db_url, home, "SELECT cpr FROM portal_user") == [(NEW_N,)]
+
+
+def test_a_proxy_stays_with_the_person_and_a_merge_moves_it_to_the_kept_account(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    else_, son, son_new = "120345-1111", "030370-2222", "030370-2233"
+    for cpr, name, email in (
+        (else_, "Else Madsen", "else@example.dk"),
+        (son, "Jens Madsen", "jens@example.dk"),
+    ):
+        cli(["patient", "create", cpr, "--name", name, "--email", email, "--no-invite"])
+    cli(f"patient proxy add {else_} --holder {son} --until 2027-06-30 --evidence Fuldmagt")
+
+    def can(holder: str, patient: str) -> bool:
+        answer = json.loads(cli(f"patient access {holder} --for {patient} -o json").stdout)
+        return bool(answer["allowed"])
+
+    # the patient's number changes: the proxy (by account) still lets Jens act for Else
+    cli(f"patient change-cpr {else_} 120345-1122 --yes")
+    assert can(son, "120345-1122")
+    # the holder's number changes by a merge into an account Jens already had (no
+    # conflicts): the proxy moves to the kept account
+    cli(
+        ["patient", "create", son_new, "--name", "Jens Madsen", "--email", "jens@example.dk"]
+        + ["--no-invite"]
+    )
+    r = cli(f"patient change-cpr {son} {son_new} --merge --yes")
+    assert "Links moved to the kept account: 0; guardianships and proxies moved: 1.\n" in r.stderr
+    assert can(son_new, "120345-1122")
+    assert rows(db_url, home, "SELECT count(*) FROM delegation WHERE revoked_at IS NULL") == [(1,)]
