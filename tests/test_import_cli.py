@@ -195,6 +195,7 @@ def test_json_summary(cli: Cli, staff: Staff, tmp_path: Path) -> None:
             "duplicates": 0,
             "rejected": 1,
             "differences": 0,
+            "shared_email": 0,
         },
         "applied": {
             "created": 2,

@@ -33,6 +33,14 @@ def set_(
             "to the patient or to a person with power of attorney (fuldmagt).",
         ),
     ] = False,
+    confirm_shared_email: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-shared-email",
+            help="Set the flag even though other patients here have the same e-mail "
+            "(asked on a terminal).",
+        ),
+    ] = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Set the flag: the patient may log in here with two-factor login (R4, R6).
@@ -40,11 +48,13 @@ def set_(
     Shows the e-mail address on record (the security codes go to it) and asks you to
     confirm that it belongs to the patient or to a person with power of attorney; the
     clinic is responsible for that. Who confirmed, when and which address are recorded.
-    Without a terminal, pass --confirm-email-owner.
+    Without a terminal, pass --confirm-email-owner. An e-mail that other patients here
+    also have is asked about too (without a terminal: --confirm-shared-email).
     """
     from patientportal_cli import prompts
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import nomitid, patients
+    from patientportal_cli.services.shared_email import SharedEmailUnconfirmed, warning
 
     if not confirm_email_owner and not prompts.interactive():
         raise nomitid.confirmation_missing()
@@ -57,9 +67,26 @@ def set_(
                 output.message(_already_flagged(facts))
                 return
             confirmed_email = _confirm_email_owner(output, facts)
-        facts, changed = nomitid.set_flag(
-            session, actor=actor, cpr=cpr, confirmed_email=confirmed_email
-        )
+        try:
+            facts, changed, shared = nomitid.set_flag(
+                session,
+                actor=actor,
+                cpr=cpr,
+                confirmed_email=confirmed_email,
+                shared_email_confirmed=confirm_shared_email,
+            )
+        except SharedEmailUnconfirmed as exc:
+            if not prompts.interactive():
+                raise
+            _confirm_shared(output, exc.count)
+            facts, changed, shared = nomitid.set_flag(
+                session,
+                actor=actor,
+                cpr=cpr,
+                confirmed_email=confirmed_email,
+                shared_email_confirmed=True,
+            )
+            shared = 0  # warned before the question
     if not changed:
         output.message(_already_flagged(facts))
         return
@@ -67,11 +94,28 @@ def set_(
         f"No-MitID flag set for {facts.label} at clinic {facts.clinic_code}: two-factor login "
         "is allowed here."
     )
+    if shared:
+        output.warn(warning(shared))
     output.message(
         f"Recorded: {actor.username} confirmed that {facts.email} belongs to the patient "
         "or to a person with power of attorney."
     )
     send_queued(output, clinic=actor.clinic_code)
+
+
+def _confirm_shared(output: Output, count: int) -> None:
+    """Warn about the shared e-mail and ask whether to set the flag anyway."""
+    from patientportal_cli import prompts
+    from patientportal_cli.errors import Refused
+    from patientportal_cli.services.shared_email import warning
+
+    output.warn(warning(count))
+    if not prompts.confirm(
+        "Whoever reads that mailbox would receive this patient's security codes. Set the "
+        "no-MitID flag anyway?",
+        flag="--confirm-shared-email",
+    ):
+        raise Refused("Not confirmed: the flag was not set.")
 
 
 def _already_flagged(facts: PatientFacts) -> str:

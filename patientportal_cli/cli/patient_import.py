@@ -278,6 +278,12 @@ def _show_plan(say: Callable[[str], None], plan: Plan) -> None:
             f"  {counts.differences} existing user(s) have another name or e-mail in the file; "
             "the portal keeps theirs (R1)."
         )
+    if counts.shared_email:
+        rows = "row has an e-mail" if counts.shared_email == 1 else "rows have an e-mail"
+        say(
+            f"Warning: {counts.shared_email} {rows} also used by another patient here (not "
+            "refused; --report FILE names the rows)."
+        )
     if counts.rejected:
         first = plan.first_rejections()
         say(f"Rejected rows (first {len(first)} of {counts.rejected}):")
@@ -308,7 +314,7 @@ class _Run:
     def finish(self, plan: Plan, applied: Applied | None) -> None:
         """Write --report, and the summary for --output json or csv."""
         if self.report is not None:
-            written = _write_report(self.report, plan)
+            written = _write_report(self.report, plan) - plan.counts.shared_email
             self.output.message(f"Rejected rows written to {self.report}: {written}.")
         if self.fmt == Fmt.table:
             return
@@ -343,6 +349,7 @@ def _summary(
             "duplicates": counts.duplicate,
             "rejected": counts.rejected,
             "differences": counts.differences,
+            "shared_email": counts.shared_email,
         },
         "applied": None
         if applied is None
@@ -403,7 +410,7 @@ def _write_report(path: Path, plan: Plan) -> int:
         with files.open_private(path, "w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle, delimiter=delimiter, lineterminator="\r\n")
             writer.writerow(["line", "row", "reason"])
-            for rejection in plan.rejections(with_text=True):
+            for rejection in plan.report_rows():
                 writer.writerow(
                     [
                         rejection.line,

@@ -121,6 +121,10 @@ def _report_link(output: Output, result: LinkResult) -> None:
             f"{flag}; {address} {confirmed} to belong to the "
             "patient or to a person with power of attorney."
         )
+    if result.shared_email:
+        from patientportal_cli.services import shared_email
+
+        output.warn(shared_email.warning(result.shared_email))
     if result.invited and result.dry_run:
         output.message(f"An activation code would be e-mailed to {result.email} (valid 7 days).")
     elif result.invited:
@@ -616,6 +620,10 @@ def _report_update(output: Output, result: UpdateResult, username: str) -> None:
         parts.append(f"name {result.old_name} -> {result.name}")
     lead = "Dry run: would have updated" if result.dry_run else "Updated"
     output.success(f"{lead} {cpr} at clinic {result.clinic_code}: {'; '.join(parts)}.")
+    if result.shared_email:
+        from patientportal_cli.services import shared_email
+
+        output.warn(shared_email.warning(result.shared_email))
     if "email" in result.changed:
         if result.dry_run:
             if result.no_mitid_here:

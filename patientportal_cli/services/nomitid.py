@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import Conflict, MissingInput
-from patientportal_cli.services import audit
+from patientportal_cli.services import audit, shared_email
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_cpr
@@ -59,11 +59,18 @@ def confirmation_missing() -> MissingInput:
 
 
 def apply_flag(
-    session: Session, *, actor: Actor, clinic: Clinic, user: PortalUser, link: ClinicLink
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    user: PortalUser,
+    link: ClinicLink,
+    shared: int = 0,
 ) -> None:
     """Set the flag with the e-mail-owner confirmation, audit it and queue the mail.
 
-    The caller has the confirmation for ``user.email`` and commits.
+    The caller has the confirmation for ``user.email`` and commits. ``shared``: how many
+    other patients here have the e-mail, confirmed by the staff member (audited).
     """
     now = utcnow()
     link.no_mitid = True
@@ -93,33 +100,49 @@ def apply_flag(
             "record_email": link.record_email,
             "confirmed": STATEMENT,
             "credentials_vouched": vouches,
-        },
+        }
+        | ({"shared_email_confirmed": shared} if shared else {}),
     )
 
 
 def set_flag(
-    session: Session, *, actor: Actor, cpr: str, confirmed_email: str | None = None
-) -> tuple[PatientFacts, bool]:
-    """Set the flag, the e-mail-owner confirmation given: (facts, changed).
+    session: Session,
+    *,
+    actor: Actor,
+    cpr: str,
+    confirmed_email: str | None = None,
+    shared_email_confirmed: bool = False,
+) -> tuple[PatientFacts, bool, int]:
+    """Set the flag, the e-mail-owner confirmation given: (facts, changed, how many other
+    patients here have the same e-mail).
 
     ``confirmed_email`` is the address shown to the staff member when they confirmed on
     a terminal (refused if it changed since); None (``--confirm-email-owner``): the
-    address on record, which the flag's help text tells them they confirm."""
+    address on record, which the flag's help text tells them they confirm. An e-mail
+    that other patients here also have needs ``shared_email_confirmed``
+    (``shared_email.SharedEmailUnconfirmed``, exit 2, otherwise; D31)."""
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
     facts = link_facts(user, link, clinic)
     if link.no_mitid:
         session.rollback()
-        return facts, False
+        return facts, False, 0
+    assert clinic.id is not None
+    shared = shared_email.others_here(
+        session, clinic_id=clinic.id, email=user.email, user_id=user.id
+    )
+    if shared and not shared_email_confirmed:
+        session.rollback()
+        raise shared_email.SharedEmailUnconfirmed(shared)
     if confirmed_email is not None and user.email.casefold() != confirmed_email.casefold():
         session.rollback()
         raise Conflict(
             f"The e-mail of {mask_cpr(user.cpr)} changed while you confirmed it (now "
             f"{user.email}); nothing was changed, run the command again."
         )
-    apply_flag(session, actor=actor, clinic=clinic, user=user, link=link)
+    apply_flag(session, actor=actor, clinic=clinic, user=user, link=link, shared=shared)
     session.commit()
-    return replace(facts, no_mitid=True), True
+    return replace(facts, no_mitid=True), True, shared
 
 
 def clear_flag(session: Session, *, actor: Actor, cpr: str) -> tuple[PatientFacts, bool]:

@@ -44,7 +44,7 @@ from sqlmodel import Session, col, select
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import audit, codes, nomitid, throttle
+from patientportal_cli.services import audit, codes, nomitid, shared_email, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.mail import outbox
@@ -72,6 +72,8 @@ class UpdateResult:
     email_owner_confirmed: bool = False
     activated: bool = False
     dry_run: bool = False
+    # other patients linked here with the new e-mail (services/shared_email.py)
+    shared_email: int = 0
 
 
 @dataclass
@@ -135,6 +137,11 @@ def update(
         email_owner_confirmed=email_owner_confirmed,
         dry_run=dry_run,
     )
+    if "email" in result.changed:
+        assert clinic.id is not None
+        result.shared_email = shared_email.others_here(
+            session, clinic_id=clinic.id, email=result.email, user_id=user.id
+        )
     if not result.changed:
         session.rollback()
         return result

@@ -51,6 +51,7 @@ from patientportal_cli.services import (
     catalog,
     login_rules,
     nomitid,
+    shared_email,
     throttle,
     users,
 )
@@ -119,6 +120,8 @@ class LinkResult:
     # fields ("email", "name") where the existing user differs from what was given;
     # reported without the stored values, never written
     differences: list[str] = field(default_factory=list)
+    # other patients linked here with the user's e-mail (services/shared_email.py)
+    shared_email: int = 0
 
 
 def _refuse_unconfirmable(cpr: str, user: PortalUser, email: str) -> None:
@@ -184,7 +187,10 @@ def create(
         except Refused:
             session.rollback()
             raise
-    return _finish_link(
+    shared = shared_email.others_here(
+        session, clinic_id=clinic.id, email=linked.user.email, user_id=linked.user.id
+    )
+    result = _finish_link(
         session,
         actor=actor,
         clinic=clinic,
@@ -194,6 +200,8 @@ def create(
         invite=invite and linked.user_created and not linked.user.password_hash,
         dry_run=dry_run,
     )
+    result.shared_email = shared
+    return result
 
 
 def link(
@@ -529,8 +537,8 @@ def parse_cursor(text: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class CareFilter:
     """``patient list``'s filters for accounts that need care (issue 15, D30); every one
-    given must hold. ``inactive_since``: no portal login since this instant (naive UTC),
-    or never one and created before it."""
+    given must hold. ``inactive_since``: no portal login since this instant, or never
+    one and created before it."""
 
     never_activated: bool = False
     inactive_since: datetime | None = None
@@ -582,13 +590,13 @@ class CareFilter:
 
 
 def parse_day(text: str, *, flag: str) -> datetime:
-    """``YYYY-MM-DD`` as the instant its day starts in Copenhagen (naive UTC)."""
+    """``YYYY-MM-DD`` as the instant its day starts in Copenhagen (in UTC)."""
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"Invalid {flag} {text!r}: give a date as YYYY-MM-DD.") from None
     start = datetime.combine(day, time(0, 0), tzinfo=ZoneInfo("Europe/Copenhagen"))
-    return start.astimezone(UTC).replace(tzinfo=None)
+    return start.astimezone(UTC)
 
 
 def _locked_keys(session: Session) -> set[str]:

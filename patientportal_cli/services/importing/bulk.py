@@ -90,6 +90,13 @@ EXISTING_SQL = (
     "WHERE u.cpr {where}"
 )
 HISTORY_SQL = "SELECT cpr, unlinked_at FROM link_history WHERE clinic_id = {clinic} AND cpr {where}"
+# how many users linked at the clinic have each of these e-mails (lower-cased; the index on
+# lower(email)): the shared e-mail warning (services/shared_email.py); with select_by_cpr
+SHARED_EMAIL_SQL = (
+    "SELECT lower(u.email), count(*) FROM portal_user u "
+    "JOIN clinic_link l ON l.user_id = u.id AND l.clinic_id = {clinic} "
+    "WHERE lower(u.email) {where} GROUP BY lower(u.email)"
+)
 
 
 def select_by_cpr(session: Session, sql: str, clinic_id: int, cprs: list[str]) -> list[Any]:

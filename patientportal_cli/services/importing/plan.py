@@ -38,7 +38,7 @@ from sqlmodel import Session
 from patientportal_cli import files
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import catalog
+from patientportal_cli.services import catalog, shared_email
 from patientportal_cli.services.importing import BATCH_SIZE, bulk, validate
 from patientportal_cli.services.importing.reader import ImportFile, RawRow
 
@@ -90,6 +90,8 @@ class Counts:
     duplicate: int = 0
     rejected: int = 0
     differences: int = 0
+    # rows to create or link whose e-mail other patients here have (not refused, D31)
+    shared_email: int = 0
 
     def to_apply(self) -> int:
         return self.create + self.link + self.set_flag
@@ -125,6 +127,8 @@ class Classified:
     rejected: list[tuple[Row, str]] = field(default_factory=list)
     existing: dict[str, Existing] = field(default_factory=dict)
     differences: int = 0
+    # rows to create or link -> the e-mail their portal user will have (lower case)
+    emails: dict[int, str] = field(default_factory=dict)
 
 
 Progress = Callable[[int], None]
@@ -151,6 +155,9 @@ class Plan:
         self.spool = self._dir / "rows.pickle"
         self._rejects = [self._dir / "rejected-a.pickle", self._dir / "rejected-b.pickle"]
         self.late_rejections: list[Rejection] = []  # found in phase two
+        # rows not refused whose e-mail other patients here have (line order; for --report)
+        self.shared: list[Rejection] = []
+        self._file_emails: dict[str, int] = {}  # e-mails of earlier rows to create or link
         self.rejected_lines: set[int] = set()  # valid rows rejected by classification
 
     def close(self) -> None:
@@ -184,15 +191,21 @@ class Plan:
         """Every rejected row, in line order (``with_text``: with the row's text)."""
         if not with_text:
             return self._merged()
-        return self._with_text()
+        return self._with_text(self._merged())
 
-    def _with_text(self) -> Iterator[Rejection]:
+    def report_rows(self) -> Iterator[Rejection]:
+        """What --report lists, in line order with the rows' texts: the rejected rows and
+        the rows with an e-mail other patients here have (``shared``), not refused."""
+        both = heapq.merge(self._merged(), iter(self.shared), key=lambda r: r.line)
+        return self._with_text(both)
+
+    def _with_text(self, stream: Iterator[Rejection]) -> Iterator[Rejection]:
         """The rejections with their texts; one not kept is read from the file again, in
         step with the rejections (both in line order), so one row at a time is held."""
         delimiter = self.source.delimiter
         rows: Iterator[RawRow] | None = None
         current: RawRow | None = None
-        for rejection in self._merged():
+        for rejection in stream:
             if rejection.text is None:
                 if rows is None:
                     rows = self.source.rows()
@@ -407,6 +420,7 @@ def _pass_b(session: Session, plan: Plan, on_progress: Progress | None) -> None:
             counts.set_flag += len(result.set_flag)
             counts.already += len(result.already)
             counts.differences += result.differences
+            _note_shared(session, plan, result)
             for row, reason in result.rejected:
                 plan.rejected_lines.add(row[LINE])
                 found.append(Rejection(row[LINE], None, reason))
@@ -419,6 +433,26 @@ def _pass_b(session: Session, plan: Plan, on_progress: Progress | None) -> None:
                 on_progress(done)
     finally:
         rejects.close()
+
+
+def _note_shared(session: Session, plan: Plan, result: Classified) -> None:
+    """Count and note the rows to create or link whose e-mail other patients linked here
+    have, or earlier rows of the file to create or link (``services/shared_email.py``)."""
+    if not result.emails:
+        return
+    linked = dict(
+        bulk.select_by_cpr(
+            session, bulk.SHARED_EMAIL_SQL, plan.ctx.clinic_id, sorted(set(result.emails.values()))
+        )
+    )
+    for line, email in sorted(result.emails.items()):
+        others = int(linked.get(email, 0)) + plan._file_emails.get(email, 0)
+        plan._file_emails[email] = plan._file_emails.get(email, 0) + 1
+        if others:
+            plan.counts.shared_email += 1
+            plan.shared.append(
+                Rejection(line, None, f"not refused: {shared_email.warning(others)}")
+            )
 
 
 def conflict_reason(plan: Plan, cpr: str) -> str:
@@ -449,6 +483,7 @@ def classify(session: Session, ctx: Context, rows: list[Row]) -> Classified:
                 result.rejected.append((row, FLAG_NEEDS_CONFIRMATION))
             else:
                 result.create.append(row)
+                result.emails[row[LINE]] = row[EMAIL].lower()
             continue
         if found.link_id is not None and (not wants_flag or found.no_mitid):
             result.already.append(row)
@@ -471,6 +506,7 @@ def classify(session: Session, ctx: Context, rows: list[Row]) -> Classified:
                 continue
         if found.link_id is None:
             result.link.append(row)
+            result.emails[row[LINE]] = found.email.lower()
             if found.name != row[NAME] or found.email.casefold() != row[EMAIL].casefold():
                 result.differences += 1
         else:
