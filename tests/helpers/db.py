@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ def require_pg() -> None:
         pytest.skip(f"no PostgreSQL server: {_pg_state.get('error')}")
 
 
-def pg_schema_url() -> Iterator[str]:
+def pg_schema_url() -> Generator[str, None, None]:
     """A fresh schema on the test server; dropped afterwards."""
     import sqlalchemy
 
