@@ -278,7 +278,7 @@ def test_bulk_reports_each_row_and_exits_3(
     assert r.stderr == (
         f"Every row's result written to {report}.\n"
         "Deactivated 1; already inactive 1; not a patient here 1; invalid 1.\n"
-        f"Error: 2 rows were rejected (all are in {report}).\n"
+        f"Error: 2 row(s) rejected (all are in {report}); the other rows were handled.\n"
     )
     assert stat.S_IMODE(os.stat(report).st_mode) == 0o600
     rows = list(csv.reader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
@@ -317,7 +317,7 @@ def test_bulk_dry_run_and_max_rows(clinic_with_patients: Cli, db_url: str, home:
     assert r.stderr == (
         "Dry run: would deactivate 1; already inactive 1; not a patient here 0; invalid 0.\n"
         "Nothing was changed.\n"
-        "Stopped after 2 rows (--max-rows): 2 rows were left; nothing was done for them.\n"
+        "Stopped after 2 row(s) (--max-rows): 2 row(s) were left; nothing was done for them.\n"
     )
     with db_session(db_url, home) as s:
         assert user_row(s, NUMBER).deactivated_at is None

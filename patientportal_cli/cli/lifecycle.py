@@ -181,15 +181,12 @@ def _deactivate_many(
     rejected = _summary(output, results, dry_run=dry_run)
     if left:
         output.message(
-            f"Stopped after {max_rows} rows (--max-rows): {left} rows were left; nothing "
+            f"Stopped after {max_rows} row(s) (--max-rows): {left} row(s) were left; nothing "
             "was done for them."
         )
     if rejected:
-        raise RowsRejected(
-            f"{rejected} rows were rejected ("
-            + (f"all are in {report}" if report else "--report FILE writes every row")
-            + ")."
-        )
+        where = f"all are in {report}" if report else "--report FILE writes every row"
+        raise RowsRejected(f"{rejected} row(s) rejected ({where}); the other rows were handled.")
 
 
 def _summary(output: Output, results: list[RowResult], *, dry_run: bool) -> int:
