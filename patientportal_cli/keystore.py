@@ -1,9 +1,14 @@
-"""Secrets in the OS keyring, and nowhere else.
+"""Secrets in the OS keyring; the login session in a private file where there is none.
 
 Every secret (session token, db-password, smtp-password) is stored under the service
 name ``patientportal-cli`` with the user name ``NAME@HOME`` so that two home
 directories never share a session. With no usable keyring backend (a plain Linux
 server) every call raises ``KeyringUnavailable`` with the remedy.
+
+The one exception is the staff login session, as gh and kubectl do it: without a usable
+keyring, ``keep_session`` writes the token to ``HOME/session-token`` (0600, never into
+config.toml) unless the login asked for the keyring only; ``logout`` removes it. The
+other secrets never go to a file.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 from patientportal_cli.errors import KeyringUnavailable
 
 SERVICE = "patientportal-cli"
+SESSION_FILE = "session-token"
 
 REMEDY = (
     "No usable OS keyring was found to keep secrets in: install and unlock a keyring "
@@ -93,3 +99,45 @@ def available() -> bool:
     except KeyringUnavailable:
         return False
     return True
+
+
+# --- the login session: keyring, else a private file ---------------------------------
+def session_file(home: Path) -> Path:
+    """Where the session token is kept on a machine without a keyring."""
+    return home / SESSION_FILE
+
+
+def keep_session(home: Path, token: str, *, keyring_only: bool = False) -> Path | None:
+    """Keep a new login session: in the keyring when one is usable (a session file left
+    from before is removed), else in ``HOME/session-token`` (0600), whose path is
+    returned. ``keyring_only``: KeyringUnavailable instead of the file."""
+    from patientportal_cli import files
+
+    path = session_file(home)
+    if available():
+        set("session", home, token)
+        path.unlink(missing_ok=True)
+        return None
+    if keyring_only:
+        raise KeyringUnavailable(remedy("session"))
+    files.private_dir(home)
+    files.write_private(path, token + "\n", atomic=True)
+    return path
+
+
+def stored_sessions(home: Path) -> list[str]:
+    """The session tokens kept for this home: the keyring's, then the file's."""
+    tokens = []
+    if available():
+        tokens.append(get("session", home))
+    path = session_file(home)
+    if path.is_file():
+        tokens.append(path.read_text(encoding="utf-8").strip())
+    return [t for t in tokens if t]
+
+
+def forget_sessions(home: Path) -> None:
+    """Remove the kept session tokens (keyring entry and file)."""
+    if available():
+        delete("session", home)
+    session_file(home).unlink(missing_ok=True)

@@ -79,22 +79,21 @@ def test_wrong_password_unknown_and_disabled_users_get_the_same_message(
     assert audit_actions(db_url, home)[-3:] == ["staff.login_failed"] * 3
 
 
-def test_login_without_a_keyring_suggests_print_token(
-    cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch
+def test_login_keyring_only_without_a_keyring_suggests_print_token(
+    cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch, home: Path
 ) -> None:
     no_keyring()
-    r = cli("login anna --password-stdin", input=PASSWORD + "\n", expect=1)
+    r = cli("login anna --password-stdin --keyring-only", input=PASSWORD + "\n", expect=1)
     assert r.stderr == (
-        "Error: No OS keyring to keep the session in: use `patientportal login anna "
-        "--print-token` and export PATIENTPORTAL_TOKEN.\n"
+        "Error: No OS keyring to keep the session in (--keyring-only): use `patientportal "
+        "login anna --print-token` and export PATIENTPORTAL_TOKEN.\n"
     )
+    assert not (home / "session-token").exists()
     token = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n").stdout.strip()
+    assert not (home / "session-token").exists()
     monkeypatch.delenv("PATIENTPORTAL_TOKEN")
     r = cli("whoami", expect=4)
-    assert r.stderr == (
-        "Error: Not logged in, and there is no OS keyring to keep a session in: run "
-        "`patientportal login USERNAME --print-token` and export PATIENTPORTAL_TOKEN.\n"
-    )
+    assert r.stderr == "Error: Not logged in: run `patientportal login USERNAME`.\n"
     monkeypatch.setenv("PATIENTPORTAL_TOKEN", token)
     cli("whoami")
     r = cli("logout")  # ends the PATIENTPORTAL_TOKEN session; no keyring needed

@@ -81,6 +81,9 @@ def test_staff_of_several_clinics_must_pick_one(
     cli: Cli, staff: StaffHelper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli("clinic create SYD --name Syd")
+    # the clinic logged in at stays the session's clinic (tests/test_default_clinic.py)
+    assert json.loads(cli("clinic show -o json").stdout)["code"] == "NORD"
+    staff.login("anna")  # a new login at two clinics, no default clinic: none is picked
     for command in ("clinic show", "staff list", "audit list", "clinic set-registration open"):
         r = cli(command, expect=2)
         assert r.stderr == "Error: You work at several clinics (NORD, SYD): pass --clinic CODE.\n"

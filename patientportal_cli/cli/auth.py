@@ -13,7 +13,9 @@ from patientportal_cli.cli.common import (
     Fmt,
     OutputOpt,
     PasswordStdinOpt,
+    config,
     database,
+    db_url,
     get_password,
     home,
     out,
@@ -99,51 +101,86 @@ def login(
             "--print-token", help="Print the session token instead of keeping it in the keyring."
         ),
     ] = False,
+    keyring_only: Annotated[
+        bool,
+        typer.Option(
+            "--keyring-only",
+            help="Without an OS keyring, refuse rather than keep the session in a 0600 file.",
+        ),
+    ] = False,
+    clinic_code: ClinicOpt = None,
 ) -> None:
-    """Log in; the session (12 h) is kept in the OS keyring, or printed with --print-token."""
+    """Log in; the session (12 h) keeps the clinic you log in at (--clinic, else config's
+    clinic, else your only clinic). It is kept in the OS keyring, without one in
+    HOME/session-token (0600), or printed with --print-token."""
     from patientportal_cli import keystore
+    from patientportal_cli.errors import KeyringUnavailable
     from patientportal_cli.services import auth
 
-    if not print_token and not keystore.available():
-        from patientportal_cli.errors import KeyringUnavailable
-
+    if keyring_only and not print_token and not keystore.available():
         raise KeyringUnavailable(
-            "No OS keyring to keep the session in: use `patientportal login "
-            f"{username} --print-token` and export PATIENTPORTAL_TOKEN."
+            "No OS keyring to keep the session in (--keyring-only): use `patientportal "
+            f"login {username} --print-token` and export PATIENTPORTAL_TOKEN."
         )
+    _require_database()
+    clinic = clinic_code or STATE.clinic
+    default = None if clinic else config().get("clinic")
     password = get_password(password_stdin, "Password:")
     with database() as session:
         token, staff = auth.login(
-            session, username=username.strip().lower(), password=password, clinic_code=STATE.clinic
+            session,
+            username=username.strip().lower(),
+            password=password,
+            clinic_code=clinic,
+            default_clinic=default,
         )
     if print_token:
         out().data_line(token)
         out().message(f"Logged in as {staff.username}. Use: export PATIENTPORTAL_TOKEN=<the token>")
         return
-    keystore.set("session", home(), token)
+    path = keystore.keep_session(home(), token, keyring_only=keyring_only)
+    if path is not None:
+        out().message(
+            f"No OS keyring: the session is kept in {path} (readable only by you); "
+            "`patientportal logout` removes it."
+        )
     out().success(f"Logged in as {staff.username} ({staff.full_name}). The session lasts 12 hours.")
 
 
+def _require_database() -> None:
+    """NotFound, naming `init`, when the embedded database does not exist yet (rather than
+    create an empty one and then refuse the login)."""
+    from patientportal_cli.db.engine import DB_FILENAME
+    from patientportal_cli.errors import NotFound
+
+    _url, is_default = db_url()
+    if is_default and not (home() / DB_FILENAME).exists():
+        raise NotFound(
+            "No database has been set up yet: run `patientportal init` first "
+            "(or point --db at the existing database)."
+        )
+
+
 def logout() -> None:
-    """End your login session: the one kept in the keyring and, when PATIENTPORTAL_TOKEN
-    holds a session from `login --print-token`, that one. An API token in
-    PATIENTPORTAL_TOKEN stays valid (end it with `staff token revoke ID`)."""
+    """End your login session: the one kept in the keyring (or the session file) and,
+    when PATIENTPORTAL_TOKEN holds a session from `login --print-token`, that one. An API
+    token in PATIENTPORTAL_TOKEN stays valid (end it with `staff token revoke ID`)."""
     import os
 
     from patientportal_cli import keystore
     from patientportal_cli.services import auth
 
-    stored = keystore.get("session", home()) if keystore.available() else None
+    stored = keystore.stored_sessions(home())
     env_token = os.environ.get("PATIENTPORTAL_TOKEN", "").strip() or None
     if not stored and not env_token:
         out().message("Not logged in.")
         return
     outcomes = {}
     with database() as session:
-        for token in {t for t in (stored, env_token) if t}:
+        for token in {*stored, *([env_token] if env_token else [])}:
             outcomes[token] = auth.logout(session, token=token)
     if stored:
-        keystore.delete("session", home())
+        keystore.forget_sessions(home())
     if env_token and outcomes.get(env_token) == "api":
         out().message(
             "PATIENTPORTAL_TOKEN holds an API token; it stays valid "

@@ -26,7 +26,6 @@ from patientportal_cli.errors import (
     EXIT_INTERRUPTED,
     DomainError,
     InvalidInput,
-    NotLoggedIn,
 )
 
 if TYPE_CHECKING:
@@ -240,15 +239,9 @@ def session_token() -> str | None:
     if token:
         return token
     from patientportal_cli import keystore
-    from patientportal_cli.errors import KeyringUnavailable
 
-    try:
-        return keystore.get("session", home())
-    except KeyringUnavailable:
-        raise NotLoggedIn(
-            "Not logged in, and there is no OS keyring to keep a session in: run "
-            "`patientportal login USERNAME --print-token` and export PATIENTPORTAL_TOKEN."
-        ) from None
+    stored = keystore.stored_sessions(home())  # the keyring's, else the session file's
+    return stored[0] if stored else None
 
 
 @contextmanager

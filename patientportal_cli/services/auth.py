@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import ApiToken, Clinic, Membership, Staff
@@ -111,7 +111,12 @@ def count_failure(session: Session, name: str) -> None:
 
 
 def login(
-    session: Session, *, username: str, password: str, clinic_code: str | None = None
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    clinic_code: str | None = None,
+    default_clinic: str | None = None,
 ) -> tuple[str, Staff]:
     """A new 12-hour session for the username and password, or NotLoggedIn(LOGIN_FAILED).
 
@@ -119,7 +124,17 @@ def login(
     alike: the same message, one argon2 check each (so the same time), and each counts
     toward the username's lock (5 failures lock it for 15 minutes, see services/throttle),
     whether or not the username exists. While locked even the right password is refused.
+
+    The session keeps the clinic it was made for: ``clinic_code`` (--clinic), else
+    ``default_clinic`` (config.toml) where they work, else their only clinic. That
+    clinic stays theirs when they join another clinic (``clinic create``), until they
+    log in with another --clinic (or pass --clinic to a command).
     """
+    if session.exec(select(func.count()).select_from(Staff)).one() == 0:
+        raise NotFound(
+            "No database has been set up yet: run `patientportal init` first "
+            "(or point --db at the existing database)."
+        )
     name = username.strip().lower()[:64]
     locked = throttle.locked_until(session, kind=throttle.STAFF, name=name)
     staff = session.exec(select(Staff).where(Staff.username == name)).first()
@@ -132,11 +147,7 @@ def login(
         session.commit()
         raise NotLoggedIn(LOGIN_FAILED)
     throttle.success(session, kind=throttle.STAFF, name=name)
-    clinic_id = None
-    if clinic_code:
-        clinic = find_clinic(session, clinic_code)
-        _membership(session, staff, clinic)
-        clinic_id = clinic.id
+    clinic_id = _login_clinic(session, staff, clinic_code, default_clinic)
     token, digest = new_token()
     assert staff.id is not None
     session.add(
@@ -151,6 +162,20 @@ def login(
     audit.record(session, actor=staff.username, action=Action.STAFF_LOGIN)
     session.commit()
     return token, staff
+
+
+def _login_clinic(
+    session: Session, staff: Staff, clinic_code: str | None, default_clinic: str | None
+) -> int | None:
+    """The id of the clinic a new session keeps (see ``login``); None when they work at
+    several clinics and none was chosen."""
+    if clinic_code:
+        clinic = find_clinic(session, clinic_code)
+        _membership(session, staff, clinic)
+        return clinic.id
+    ids = _clinic_ids(session, staff)
+    code = _fallback_clinic(ids, default_clinic)
+    return ids[code] if code is not None else None
 
 
 def _membership(session: Session, staff: Staff, clinic: Clinic) -> Membership:
@@ -170,23 +195,59 @@ def resolve(
     default_clinic: str | None = None,
 ) -> Actor:
     """The actor behind a token, acting on: ``clinic_code`` (--clinic), else the clinic
-    chosen at login (or the token's clinic; refused when they no longer work there), else
-    ``default_clinic`` (config.toml) if they work there, else their only clinic (none
-    picked for someone at several clinics). Memberships are read on every call, so a
-    ``staff disable`` ends access to that clinic at once for every session and token."""
+    the session or token keeps (chosen at login, or the token's clinic; refused when they
+    no longer work there), else ``default_clinic`` (config.toml) if they work there, else
+    their only clinic (none picked for someone at several clinics). Memberships are read
+    on every call, so a ``staff disable`` ends access to that clinic at once for every
+    session and token."""
+    row = _live_token(session, token)
+    staff = _active_staff(session, row)
+    actor, ids = _actor(session, staff, row)
+    if clinic_code:
+        code: str | None = _chosen_clinic(session, staff, ids, clinic_code)
+    elif row.clinic_id is not None:
+        code = _kept_clinic(session, staff, ids, row.clinic_id)
+    else:
+        code = _fallback_clinic(ids, default_clinic)
+    if code is not None:
+        actor.clinic_code, actor.clinic_id = code, ids[code]
+    return actor
+
+
+def _live_token(session: Session, token: str | None) -> ApiToken:
+    """The token's row: NotLoggedIn when there is none, or it is unknown, revoked or
+    expired."""
     if not token:
         raise NotLoggedIn("Not logged in: run `patientportal login USERNAME`.")
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).first()
-    now = utcnow()
     if row is None:
         raise NotLoggedIn("Your session or token is not valid: log in again.")
     if row.revoked_at is not None:
         raise NotLoggedIn("This session or token was revoked: log in again.")
-    if row.expires_at is not None and row.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= utcnow():
         raise NotLoggedIn("Your session has expired: log in again.")
+    return row
+
+
+def _active_staff(session: Session, row: ApiToken) -> Staff:
     staff = session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
         raise NotLoggedIn("This staff account is disabled.")
+    return staff
+
+
+def _clinic_ids(session: Session, staff: Staff) -> dict[str, int]:
+    """Clinic code -> id of each clinic the staff member works at."""
+    rows = session.exec(
+        select(Clinic.code, Clinic.id)
+        .join(Membership, col(Clinic.id) == Membership.clinic_id)
+        .where(Membership.staff_id == staff.id)
+    ).all()
+    return {code: clinic_id for code, clinic_id in rows if clinic_id is not None}
+
+
+def _actor(session: Session, staff: Staff, row: ApiToken) -> tuple[Actor, dict[str, int]]:
+    """The actor (no clinic chosen yet) and the ids of their clinics by code."""
     memberships = session.exec(
         select(Membership, Clinic)
         .join(Clinic, col(Clinic.id) == Membership.clinic_id)
@@ -201,31 +262,41 @@ def resolve(
         roles={c.code: m.role for m, c in memberships},
         token_id=row.id,
     )
-    ids = {c.code: c.id for _, c in memberships}
-    if clinic_code:
-        code = catalog.check_clinic_code(clinic_code)
-        if code not in ids:
-            find_clinic(session, code)  # NotFound when it does not exist at all
-            raise Forbidden(f"{staff.username} does not work at clinic {code}.")
-    elif row.clinic_id is not None:
-        if row.clinic_id not in ids.values():
-            # made for a clinic they no longer work at: never fall back to another one
-            # (a script's token for SYD must not start acting at NORD)
-            bound = session.get(Clinic, row.clinic_id)
-            where = bound.code if bound is not None else "?"
-            raise Forbidden(
-                f"{staff.username} no longer works at clinic {where}, the clinic this "
-                "session or token was made for: pass --clinic CODE."
-            )
-        code = next(c for c, i in ids.items() if i == row.clinic_id)
-    elif default_clinic and default_clinic.strip().upper() in ids:
-        code = default_clinic.strip().upper()
-    elif len(ids) == 1:
-        code = next(iter(ids))
-    else:
-        return actor
-    actor.clinic_code, actor.clinic_id = code, ids[code]
-    return actor
+    return actor, {c.code: c.id for _, c in memberships if c.id is not None}
+
+
+def _chosen_clinic(session: Session, staff: Staff, ids: dict[str, int], clinic_code: str) -> str:
+    """The clinic given with --clinic: NotFound when it does not exist, Forbidden when
+    they do not work there."""
+    code = catalog.check_clinic_code(clinic_code)
+    if code not in ids:
+        find_clinic(session, code)  # NotFound when it does not exist at all
+        raise Forbidden(f"{staff.username} does not work at clinic {code}.")
+    return code
+
+
+def _kept_clinic(session: Session, staff: Staff, ids: dict[str, int], clinic_id: int) -> str:
+    """The clinic the session or token was made for; Forbidden when they no longer work
+    there: never a fall back to another one (a script's token for SYD must not start
+    acting at NORD)."""
+    for code, known in ids.items():
+        if known == clinic_id:
+            return code
+    bound = session.get(Clinic, clinic_id)
+    where = bound.code if bound is not None else "?"
+    raise Forbidden(
+        f"{staff.username} no longer works at clinic {where}, the clinic this "
+        "session or token was made for: pass --clinic CODE."
+    )
+
+
+def _fallback_clinic(ids: dict[str, int], default_clinic: str | None) -> str | None:
+    """``default_clinic`` where they work there, else their only clinic, else None."""
+    if default_clinic and default_clinic.strip().upper() in ids:
+        return default_clinic.strip().upper()
+    if len(ids) == 1:
+        return next(iter(ids))
+    return None
 
 
 def logout(session: Session, *, token: str) -> str:
