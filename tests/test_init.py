@@ -84,3 +84,51 @@ def test_init_takes_the_clinic_from_the_global_option(cli: Cli, db_url: str) -> 
     )
     cli("login anna --password-stdin", input=PASSWORD + "\n")
     assert json.loads(cli("clinic show -o json").stdout)["code"] == "SYD"
+
+
+def test_a_failed_init_leaves_no_database_behind(cli: Cli, home: Path) -> None:
+    """The embedded default: a failed init removes the database file and the home
+    directory it created (issue 12.7)."""
+    database = home / "patientportal.db"
+    r = cli("init --clinic 'N!' --clinic-name N --admin anna --admin-name A", expect=2)
+    assert r.stderr.startswith("Error: Invalid clinic code")
+    assert not database.exists() and not home.exists()
+    r = cli("init --clinic NORD --clinic-name N --admin anna --admin-name A", expect=2)
+    assert r.stderr == "Error: Missing password: pass --password-stdin (no terminal to ask on).\n"
+    assert not home.exists()
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text('mail-from = "a@example.dk"\n')
+    cli(INIT, input="short\n", expect=2)
+    assert sorted(p.name for p in home.iterdir()) == ["config.toml"]  # the home stays
+    cli(INIT, input=PASSWORD + "\n")
+    assert database.is_file()
+    cli(INIT, input=PASSWORD + "\n", expect=1)  # refused: an existing database stays
+    assert database.is_file()
+    assert cli("login anna --password-stdin", input=PASSWORD + "\n").exit_code == 0
+
+
+def test_a_failed_init_on_a_configured_database(cli: Cli, db_url: str, tmp_path: Path) -> None:
+    cli("init --clinic 'N!' --clinic-name N --admin anna --admin-name A", expect=2)
+    assert not (tmp_path / "test.db").exists()  # the SQLite file of db_url (none on PostgreSQL)
+    cli(INIT, input=PASSWORD + "\n")
+
+
+def test_login_before_init_names_init(cli: Cli, home: Path) -> None:
+    r = cli("login anna --password-stdin", input=PASSWORD + "\n", expect=1)
+    assert r.stdout == ""
+    assert r.stderr == (
+        "Error: No database has been set up yet: run `patientportal init` first (or point "
+        "--db at the existing database).\n"
+    )
+    assert not home.exists()  # and none was created by asking
+
+
+def test_login_on_an_empty_schema_names_init(cli: Cli, db_url: str) -> None:
+    cli("db upgrade")
+    r = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n", expect=1)
+    assert r.stderr == (
+        "Error: No database has been set up yet: run `patientportal init` first (or point "
+        "--db at the existing database).\n"
+    )
+    cli(INIT, input=PASSWORD + "\n")
+    cli("login anna --password-stdin --print-token", input=PASSWORD + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,6 +60,21 @@ def init(
 
     The admin may also create further clinics. Refuses to run twice.
     """
+    created = _new_sqlite_files()
+    try:
+        _init(clinic, clinic_name, admin, admin_name, password_stdin)
+    except BaseException:
+        _remove(created)  # a failed init leaves no empty database (or home) behind
+        raise
+
+
+def _init(
+    clinic: str | None,
+    clinic_name: str | None,
+    admin: str | None,
+    admin_name: str | None,
+    password_stdin: bool,
+) -> None:
     from patientportal_cli.db import migrate
     from patientportal_cli.errors import Conflict
     from patientportal_cli.services import catalog, staff
@@ -88,6 +104,42 @@ def init(
         f"Initialised clinic {new_clinic.code} ({new_clinic.name}) with admin "
         f"{admin_staff.username}. Next: patientportal login {admin_staff.username}"
     )
+
+
+def _new_sqlite_files() -> list[Path]:
+    """What opening the database would create: the SQLite file (with its -wal, -shm and
+    -journal) when it does not exist yet, and the directories above it that do not."""
+    from patientportal_cli.db.engine import parse_url
+
+    parsed = parse_url(db_url()[0])
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return []
+    path = Path(parsed.database).expanduser().absolute()
+    if parsed.database == ":memory:" or path.exists():
+        return []
+    dirs = []
+    here = path.parent
+    while not here.exists() and here != here.parent:
+        dirs.append(here)
+        here = here.parent
+    return [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")), *dirs]
+
+
+def _remove(created: list[Path]) -> None:
+    """Remove the files (and then the directories, if empty) in ``created``."""
+    import contextlib
+
+    from patientportal_cli.db import engine as engine_mod
+
+    if not created:
+        return
+    engine_mod.dispose_all()
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
 
 def login(
