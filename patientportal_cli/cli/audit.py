@@ -298,12 +298,6 @@ def verify(
             extra=extra,
             report=report,
         )
-        from patientportal_cli.services.audit import runs  # the run and its result, audited
-
-        runs.record_verify(
-            session, actor=actor.username, chains=chains, report=report, full=full
-        )
-        session.commit()
     if report.problems:
         from patientportal_cli import output as output_mod
 
