@@ -17,6 +17,7 @@ from patientportal_cli.cli import (
     db,
     delegations,
     demo,
+    gdpr,
     housekeeping,
     lifecycle,
     mail,
@@ -123,6 +124,8 @@ command(patients.app, "change-cpr")(cpr_change.change_cpr)
 command(patients.app, "reconcile")(reconcile.reconcile)
 command(portal.app, "register")(registration.register)
 command(audit.app, "prune")(retention.prune)
+command(patients.app, "export")(gdpr.export)
+command(patients.app, "erase")(gdpr.erase)
 command(audit.app, "retention")(retention.retention_)
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")

@@ -148,18 +148,7 @@ def patient_log(session: Session, *, actor: Actor, cpr: str, fmt: str = "table")
     clinic = current_clinic(session, actor)
     user = _person(session, clinic, cpr)
     number = user.cpr
-    assert user.id is not None
-    # every number the person has had (services/cpr_change.py): the whole history
-    numbers = sorted({number} | cpr_change.numbers_of(session, user.id))
-    query = (
-        select(AuditEvent)
-        .where(AuditEvent.clinic == clinic.code, or_(*(_about(n) for n in numbers)))
-        .order_by(col(AuditEvent.id).desc())
-    )
-    rows = [
-        LogEntry(at=event.at, actor=event.actor, action=event.action, details=_summary(event))
-        for event in session.exec(query)
-    ]
+    rows = entries(session, clinic=clinic, user=user)
     looked_up(
         session,
         actor=actor,
@@ -169,6 +158,28 @@ def patient_log(session: Session, *, actor: Actor, cpr: str, fmt: str = "table")
     )
     session.commit()
     return rows
+
+
+def entries(session: Session, *, clinic: Clinic, user: PortalUser) -> list[LogEntry]:
+    """The patient's log at this clinic, newest first (not itself recorded: the caller
+    records its look-up; ``patient log`` and ``patient export`` do)."""
+    assert user.id is not None
+    # every number the person has had (services/cpr_change.py): the whole history
+    numbers = sorted({user.cpr} | cpr_change.numbers_of(session, user.id))
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.clinic == clinic.code, or_(*(_about(n) for n in numbers)))
+        .order_by(col(AuditEvent.id).desc())
+    )
+    return [
+        LogEntry(at=event.at, actor=event.actor, action=event.action, details=_summary(event))
+        for event in session.exec(query)
+    ]
+
+
+def find_person(session: Session, clinic: Clinic, cpr: str) -> PortalUser:
+    """This clinic's patient by their CPR number now or before (see ``_person``)."""
+    return _person(session, clinic, cpr)
 
 
 def _person(session: Session, clinic: Clinic, cpr: str) -> PortalUser:
