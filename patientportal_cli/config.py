@@ -1,8 +1,12 @@
 """Where the program keeps its files, and config.toml.
 
-The home directory holds ``config.toml``, the default SQLite database and the local
-Maildir. It is ``--home`` / ``PATIENTPORTAL_HOME`` when given, else the platform's user
-config directory (platformdirs). Environment variables ``PATIENTPORTAL_<KEY>`` (key
+The home directory holds ``config.toml``, the default SQLite database
+(``patientportal.db``), the local Maildir and, without an OS keyring, the session file.
+It is ``--home`` / ``PATIENTPORTAL_HOME`` when given, else the platform's user config
+directory (platformdirs: ``$XDG_CONFIG_HOME/patientportal``, by default
+``~/.config/patientportal``, on Linux; ``~/Library/Application Support/patientportal`` on
+macOS; ``%LOCALAPPDATA%\\patientportal`` on Windows). ``patientportal config path`` prints
+them. Environment variables ``PATIENTPORTAL_<KEY>`` (key
 upper-cased, ``-`` as ``_``) override the file. Secrets are never stored here: see
 ``keystore.py``.
 """
@@ -18,7 +22,7 @@ from patientportal_cli.errors import InvalidInput
 
 # key -> help text. Only these keys may be set.
 SETTINGS: dict[str, str] = {
-    "db-url": "Database URL (default: SQLite file in the home directory)",
+    "db-url": "Database URL (default: patientportal.db in the home; `config path` shows it)",
     "clinic": "Default clinic code",
     "mail-transport": "maildir (default, into HOME/maildir) or smtp",
     "mail-from": "Sender address of patient e-mails",

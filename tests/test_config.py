@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import Cli
+from tests.helpers.cli import Cli, lines
 from tests.helpers.memory_keyring import no_keyring
 
 
@@ -117,3 +117,44 @@ def test_config_without_a_keyring(cli: Cli, home: Path) -> None:
     shown = {row["key"]: row["value"] for row in json.loads(cli("config show -o json").stdout)}
     assert shown["db-password"] == "(no keyring available)"
     assert cli("config set smtp-host h.example").stderr == "smtp-host = h.example\n"
+
+
+def test_config_path_says_where_the_data_goes(
+    cli: Cli, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    r = cli("config path -o json")
+    assert r.stderr == ""
+    assert json.loads(r.stdout) == {
+        "home": str(home),
+        "config_file": str(home / "config.toml"),
+        "database": str(home / "patientportal.db"),
+        "database_from": "default",
+        "session_file": str(home / "session-token"),
+    }
+    assert not home.exists()  # looking creates nothing
+    r = cli("config path")
+    assert lines(r.stdout) == [
+        f"home           {home}",
+        f"config file    {home / 'config.toml'}",
+        f"database       {home / 'patientportal.db'}",
+        "database from  default",
+        f"session file   {home / 'session-token'}",
+    ]
+    cli("config set db-url postgresql://pp@db.example.dk/portal")
+    shown = json.loads(cli("config path -o json").stdout)
+    assert (shown["database"], shown["database_from"]) == (
+        "postgresql+psycopg://pp@db.example.dk/portal",
+        "config.toml",
+    )
+    monkeypatch.setenv("PATIENTPORTAL_DB_URL", "postgresql://pp:Hemmelig1@db/portal")
+    r = cli("config path -o json")
+    assert "Hemmelig1" not in r.stdout
+    shown = json.loads(r.stdout)
+    assert (shown["database"], shown["database_from"]) == (
+        "postgresql+psycopg://pp:***@db/portal",
+        "PATIENTPORTAL_DB_URL",
+    )
+    shown = json.loads(
+        cli(["--db", f"sqlite:///{tmp_path / 'x.db'}", "config", "path", "-o", "json"]).stdout
+    )
+    assert (shown["database"], shown["database_from"]) == (str(tmp_path / "x.db"), "--db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +42,41 @@ def show(fmt: OutputOpt = Fmt.table) -> None:
         [("key", "Key"), ("value", "Value"), ("source", "From"), ("description", "Description")],
     )
     out().message(f"Config file: {cfg.path}")
+
+
+@command(app, "path")
+def path(fmt: OutputOpt = Fmt.table) -> None:
+    """Where the data goes: the home directory, config.toml, the database and the session
+    file (used only without an OS keyring)."""
+    import os
+
+    from patientportal_cli import keystore
+    from patientportal_cli.cli.common import STATE, db_url
+    from patientportal_cli.db.engine import parse_url, safe_url
+
+    cfg = config()
+    url, is_default = db_url()
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        database = str(Path(parsed.database).expanduser().absolute())
+    else:
+        database = safe_url(url)
+    if is_default:
+        source = "default"
+    elif STATE.db_url:  # --db, or its environment variable
+        env = os.environ.get("PATIENTPORTAL_DB_URL")
+        source = "PATIENTPORTAL_DB_URL" if env == STATE.db_url else "--db"
+    else:
+        source = cfg.source("db-url")
+    out(fmt).record(
+        {
+            "home": str(home()),
+            "config_file": str(cfg.path),
+            "database": database,
+            "database_from": source,
+            "session_file": str(keystore.session_file(home())),
+        }
+    )
 
 
 @command(app, "set")
