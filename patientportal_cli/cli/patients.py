@@ -3,6 +3,7 @@ reset-password (the guardian and proxy groups are in cli/delegations.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -424,12 +425,25 @@ def list_(
 @command(app, "invite")
 def invite(
     cpr: CprArg,
+    letter: Annotated[
+        Path | None,
+        typer.Option(
+            "--letter",
+            help="Write the code in a printed letter (Danish, 0600) instead of e-mailing it.",
+        ),
+    ] = None,
     clinic_code: ClinicOpt = None,
 ) -> None:
-    """E-mail a new activation code (the older one stops working).
+    """E-mail a new activation code (the older one stops working); --letter FILE writes
+    it in a letter to print instead.
 
     Only for a patient who has not chosen a password yet; it is not a password reset.
     """
+    if letter is not None:
+        from patientportal_cli.cli.gdpr import invite_letter
+
+        invite_letter(cpr, letter, clinic_code)
+        return
     from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import patients
 
