@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import Cli, Staff
-from tests.helpers.db import audit_events, db_session, user_row
+from tests.helpers.db import audit_events, db_session, link_of, user_row
 from tests.helpers.mail import Inbox
 from tests.helpers.people import second_clinic
 from tests.helpers.portal import attempt_of
@@ -428,3 +428,19 @@ def test_each_successful_login_sets_last_login_at(
     with db_session(db_url, home) as s:
         last = user_row(s, NUMBER).last_login_at
     assert last is not None and last > after_mitid
+
+
+def test_bulk_left_clinic_with_a_repeated_row(
+    clinic_with_patients: Cli, db_url: str, home: Path
+) -> None:
+    r = clinic_with_patients(
+        "patient deactivate --from - --reason left-clinic -o csv", input=f"{CPR}\n{NUMBER}\n"
+    )
+    assert r.stdout == (
+        "line,cpr,result,detail\n"
+        "1,010203-****,done,ended the link to clinic NORD\n"
+        "2,010203-****,already inactive,repeated row\n"
+    )
+    assert r.stderr == "Deactivated 1; already inactive 1; not a patient here 0; invalid 0.\n"
+    with db_session(db_url, home) as s:
+        assert link_of(s, NUMBER, "NORD") is None

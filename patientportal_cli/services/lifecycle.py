@@ -346,7 +346,7 @@ def deactivate_many(
         except InvalidInput as exc:
             yield RowResult(row.line, row.text, None, INVALID, str(exc))
             continue
-        if number in seen and dry_run:
+        if number in seen:  # done (or would be) by an earlier row of this run
             yield RowResult(row.line, row.text, number, ALREADY, "repeated row")
             continue
         seen.add(number)
