@@ -298,6 +298,12 @@ def verify(
             extra=extra,
             report=report,
         )
+        from patientportal_cli.services.audit import runs
+
+        runs.record_verify(  # for clinic overview: when, by whom, the result
+            session, actor=actor.username, chains=chains, report=report, full=full
+        )
+        session.commit()
     if report.problems:
         from patientportal_cli import output as output_mod
 

@@ -1,4 +1,4 @@
-"""clinic list | show | create | set-registration | services."""
+"""clinic list | show | overview | create | set-registration | services."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from patientportal_cli.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
     from patientportal_cli.db.models import Clinic
+    from patientportal_cli.services.overview import Overview
 
 app = typer.Typer(help="Clinic settings: registration mode and services.", no_args_is_help=True)
 
@@ -79,6 +80,110 @@ def show(
         row = clinic_row(clinic)
         row["pending_requests"] = clinics.pending_count(session, clinic.id or 0)
     out(fmt).record(row, title=f"Clinic {clinic.code}")
+
+
+def _age(since: Any, now: Any) -> str:
+    minutes = int((now - since).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
+
+
+def overview_json(o: Overview) -> dict[str, Any]:
+    """The `clinic overview -o json` object (its shape is in README.md)."""
+    verify = o.audit_verify
+    return {
+        "clinic": {
+            "code": o.code,
+            "name": o.name,
+            "registration_mode": o.registration_mode,
+            "registration_label": o.registration_label,
+        },
+        "patients": {
+            "total": o.patients,
+            "without_mitid": o.without_mitid,
+            "activations_not_used": o.activations_not_used,
+        },
+        "requests": {
+            "pending": o.pending_requests,
+            "oldest_submitted_at": o.oldest_pending_at,
+            "oldest_age_seconds": None
+            if o.oldest_pending_at is None
+            else int((o.now - o.oldest_pending_at).total_seconds()),
+        },
+        "logins_24h": {"failed": o.failed_logins_24h, "locked": o.locked_logins_24h},
+        "mail": {"queued": o.mail_queued},
+        "audit": {
+            "last_verified_at": verify.at if verify else None,
+            "verified_by": verify.actor if verify else None,
+            "result": verify.result if verify else None,
+            "problem": verify.problem if verify else None,
+        },
+        "at": o.now,
+    }
+
+
+def overview_fields(o: Overview) -> dict[str, Any]:
+    """The lines of the overview screen."""
+    from patientportal_cli.output import format_time
+
+    oldest = (
+        f" (oldest {format_time(o.oldest_pending_at)}, {_age(o.oldest_pending_at, o.now)} ago)"
+        if o.oldest_pending_at is not None
+        else ""
+    )
+    verify = o.audit_verify
+    if verify is None:
+        verified = "never (run `patientportal audit verify`)"
+    else:
+        verified = f"{format_time(verify.at)} by {verify.actor}: {verify.result}"
+        if verify.problem:
+            verified += f" ({verify.problem})"
+    return {
+        "Registration": f"{o.registration_mode} ({o.registration_label})",
+        "Patients": o.patients,
+        "Without MitID": o.without_mitid,
+        "Activations not used": o.activations_not_used,
+        "Pending requests": f"{o.pending_requests}{oldest}",
+        "Failed logins, 24 h": o.failed_logins_24h,
+        "Locked logins, 24 h": o.locked_logins_24h,
+        "Mail queued": o.mail_queued,
+        "Audit log verified": verified,
+    }
+
+
+@command(app, "overview")
+def overview(
+    fmt: OutputOpt = Fmt.table,
+    clinic_code: ClinicOpt = None,
+) -> None:
+    """The clinic at a glance: patients, activations, requests, failed logins, mail, audit.
+
+    Every number is the current clinic's only (pick it with --clinic).
+    """
+    from patientportal_cli.services import overview as overview_service
+
+    with staff_session(clinic=clinic_code) as (session, actor):
+        o = overview_service.gather(session, actor=actor)
+    output = out(fmt)
+    if fmt == Fmt.table:
+        output.panel(f"Clinic {o.code} ({o.name})", overview_fields(o))
+    elif fmt == Fmt.json:
+        output.record(overview_json(o))
+    else:  # one CSV row: the JSON object's fields, flattened (clinic_code, patients_total...)
+        output.record(_flat(overview_json(o)))
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @command(app, "create")

@@ -328,3 +328,21 @@ class CprChange(Model, table=True):
     changed_at: datetime = Field(default_factory=utcnow)
     changed_by: str = Field(max_length=64)
     merged: bool = Field(default=False)
+
+
+class AuditVerifyRun(Model, table=True):
+    """One ``audit verify`` run over one clinic's chain (migration 0010): when, by whom,
+    how many events it hashed, and the result, for ``clinic overview``. Kept outside the
+    chains, so recording a run never changes what the next run checks; a record, not a
+    proof (services/audit/runs.py)."""
+
+    __tablename__ = "audit_verify_run"
+    __table_args__ = (Index("ix_audit_verify_run_chain_id", "chain", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=32)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=64)
+    result: str = Field(max_length=16)  # "intact" or "failed"
+    checked: int = Field(default=0)
+    full: bool = Field(default=False)
+    problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
