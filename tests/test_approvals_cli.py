@@ -60,8 +60,9 @@ def test_list_pending_first_then_oldest_first(
         "cpr": "010203-****",
         "name": "Anne",
         "email": "anne@example.dk",
-        "user": "existing",  # approving created it
+        "user": "created",  # approving created it (issue 12.7: not "existing")
         "existing_user": True,
+        "user_created": True,
         "services": ["e-consultation", "booking", "prescription-renewal"],
         "linked_before": False,
         "linked_now": True,
@@ -76,6 +77,9 @@ def test_list_pending_first_then_oldest_first(
     )
     assert r.stdout.splitlines()[1].startswith("2,")
     assert ",020304-****,Bent,bent@example.dk,new,booking,no,pending" in r.stdout
+    r = cli("requests list --status all")
+    [line] = [x for x in r.stdout.splitlines() if "Anne" in x]
+    assert " created " in line and " existing " not in line
 
 
 def test_list_marks_a_cpr_this_clinic_linked_before(
@@ -225,6 +229,8 @@ def test_approve_links_an_existing_user_without_a_second_user(
     assert mail_to(home, "j@example.dk") == []
     [(subject, _)] = [m for m in mail_to(home, "jens@example.dk") if "godkendt" in m[0]]
     assert subject == "Din anmodning er godkendt – Sydklinikken"
+    [row] = json.loads(cli("requests list -o json --status all").stdout)
+    assert (row["user"], row["existing_user"], row["user_created"]) == ("existing", True, False)
 
 
 def test_approve_when_staff_linked_the_patient_meanwhile(

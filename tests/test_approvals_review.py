@@ -109,6 +109,30 @@ def test_review_approve_fewer_reject_skip(cli: Cli, staff: Staff, db_url: str, h
     assert "Begrundelse: Ukendt [red]patient" in text
 
 
+def test_fewer_services_with_none_ticked_is_refused_and_asked_again(
+    cli: Cli, staff: Staff, db_url: str, home: Path
+) -> None:
+    """Unticking every service does not approve with "services: none" (issue 12.7): the
+    decision is asked again."""
+    set_mode(cli, "approval")
+    register(
+        cli, "020304-2345", name="Bent", email="bent@example.dk", services="booking,e-consultation"
+    )
+    add_doctor(staff)
+    none_ticked = FEWER + " " + DOWN + " " + ENTER
+    with keys(none_ticked + none_ticked + FEWER + " " + ENTER):
+        r = cli("requests review")
+    assert r.stderr == (
+        "Warning: No service ticked: tick at least one, or choose Reject or Skip.\n"
+        * 2
+        + "Request 1 approved: portal user created for 020304-**** and linked; services: "
+        "booking.\n"
+        "Summary: 1 approved, 0 rejected, 0 skipped.\n"
+    )
+    with db_session(db_url, home) as session:
+        assert links(session) == [("0203042345", "booking")]
+
+
 def test_quit_leaves_the_rest(cli: Cli, staff: Staff, db_url: str, home: Path) -> None:
     queue_of_four(cli)
     add_doctor(staff)

@@ -66,8 +66,9 @@ def request_row(info: RequestInfo) -> dict[str, Any]:
         "cpr": r.cpr,
         "name": r.name,
         "email": r.email,
-        "user": "existing" if info.existing_user else "new",
+        "user": _user_label(info),
         "existing_user": info.existing_user,
+        "user_created": info.user_created,
         "services": info.requested,
         "linked_before": info.linked_before,
         "linked_now": info.linked_now,
@@ -76,6 +77,13 @@ def request_row(info: RequestInfo) -> dict[str, Any]:
         "decided_at": r.decided_at,
         "reason": r.reason,
     }
+
+
+def _user_label(info: RequestInfo) -> str:
+    """created (this request's approval created the portal user), existing or new."""
+    if info.user_created:
+        return "created"
+    return "existing" if info.existing_user else "new"
 
 
 def _services(names: list[str]) -> str:
@@ -278,14 +286,14 @@ def _review(session: Session, actor: Any, output: Output, counts: dict[str, int]
             counts["gone"] += 1
             continue
         output.panel(f"Request {request_id} ({n} of {len(ids)})", fields)
-        choice = _ask_decision(grantable)
+        choice, services = _ask_decision(grantable, output)
         if choice == "quit":
             counts["left"] += len(ids) - n + 1
             return
         if choice == "skip":
             counts["skipped"] += 1
             continue
-        counts[_decide(session, actor, output, request_id, choice, grantable)] += 1
+        counts[_decide(session, actor, output, request_id, choice, services)] += 1
 
 
 def _review_fields(info: RequestInfo) -> dict[str, Any]:
@@ -303,15 +311,29 @@ def _review_fields(info: RequestInfo) -> dict[str, Any]:
     }
 
 
-def _ask_decision(grantable: list[str]) -> str:
-    """approve, fewer (only when something can be granted), reject, skip or quit."""
+def _ask_decision(grantable: list[str], output: Output) -> tuple[str, list[str] | None]:
+    """approve, fewer (only when something can be granted; with the services ticked),
+    reject, skip or quit. "Approve with fewer services" with every service unticked is
+    refused, and the decision asked again: approving with no services is a plain
+    "Approve" where the clinic offers none of the requested ones, never an accident."""
     from patientportal_cli import prompts
 
     choices = [("approve", f"Approve (services: {_services(grantable)})")]
     if grantable:
         choices.append(("fewer", "Approve with fewer services"))
     choices += [("reject", "Reject"), ("skip", "Skip"), ("quit", "Quit")]
-    return prompts.select("Decision:", choices, flag="requests approve/reject")
+    while True:
+        choice = prompts.select("Decision:", choices, flag="requests approve/reject")
+        if choice != "fewer":
+            return choice, None
+        services = prompts.checkbox(
+            "Services to grant (space toggles, enter accepts):",
+            [(s, s, True) for s in grantable],
+            flag="--services",
+        )
+        if services:
+            return choice, services
+        output.warn("No service ticked: tick at least one, or choose Reject or Skip.")
 
 
 def _decide(
@@ -320,10 +342,11 @@ def _decide(
     output: Output,
     request_id: int,
     choice: str,
-    grantable: list[str],
+    services: list[str] | None,
 ) -> str:
-    """Reject (asks the reason) or approve (fewer: asks the services); the count it adds
-    to: approved, rejected, or gone (decided by someone else meanwhile)."""
+    """Reject (asks the reason) or approve (``services``: those ticked, None: the
+    default); the count it adds to: approved, rejected, or gone (decided by someone else
+    meanwhile)."""
     from patientportal_cli import prompts
     from patientportal_cli.errors import Conflict, NotFound
     from patientportal_cli.services import approvals
@@ -338,13 +361,6 @@ def _decide(
             )
             output.success(_rejected_text(decided))
             return "rejected"
-        services = None
-        if choice == "fewer":
-            services = prompts.checkbox(
-                "Services to grant (space toggles, enter accepts):",
-                [(s, s, True) for s in grantable],
-                flag="--services",
-            )
         decided = approvals.approve(session, actor=actor, request_id=request_id, services=services)
         output.success(_approved_text(decided))
         return "approved"

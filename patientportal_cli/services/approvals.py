@@ -26,7 +26,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import case, update
@@ -61,6 +61,9 @@ class RequestInfo:
     linked_before: bool  # this clinic linked this CPR before, and it was unlinked since
     linked_now: bool  # the CPR is linked to this clinic now (approval changes nothing)
     offered: list[str] = field(default_factory=list)  # the clinic's services now
+    # approved, and its approval created the portal user (the user was made at or after
+    # the decision, in the approval's transaction), so "existing" would mislead
+    user_created: bool = False
 
     @property
     def requested(self) -> list[str]:
@@ -120,11 +123,15 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 def _infos(
     session: Session, clinic: Clinic, requests: list[RegistrationRequest]
 ) -> list[RequestInfo]:
-    existing: set[str] = set()
+    existing: dict[str, datetime] = {}  # CPR -> when its portal user was created
     before: set[str] = set()
     linked: set[str] = set()
     for part in _chunks(r.cpr for r in requests):
-        existing.update(session.exec(select(PortalUser.cpr).where(col(PortalUser.cpr).in_(part))))
+        existing.update(
+            session.exec(
+                select(PortalUser.cpr, PortalUser.created_at).where(col(PortalUser.cpr).in_(part))
+            ).all()
+        )
         before.update(
             session.exec(
                 select(LinkHistory.cpr).where(
@@ -149,9 +156,25 @@ def _infos(
             linked_before=r.cpr in before,
             linked_now=r.cpr in linked,
             offered=offered,
+            user_created=_created_by_approval(r, existing.get(r.cpr)),
         )
         for r in requests
     ]
+
+
+def _created_by_approval(request: RegistrationRequest, user_created_at: datetime | None) -> bool:
+    """Whether the request's approval created the portal user: approving stamps
+    ``decided_at`` first and creates the user after, in the same transaction; a user who
+    existed before was created before the decision."""
+    if request.status != RequestStatus.APPROVED or user_created_at is None:
+        return False
+    if request.decided_at is None:
+        return False
+    return _utc(user_created_at) >= _utc(request.decided_at)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def list_requests(
