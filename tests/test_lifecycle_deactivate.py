@@ -392,6 +392,11 @@ def test_a_deactivated_account_cannot_log_in(
         "Error: 010203-**** is not active: no activation code is sent. If that is a mistake, "
         "run `patientportal patient reactivate CPR` first.\n"
     )
+    r = cli(f"patient reset-password {CPR} --yes", expect=1)
+    assert r.stderr == (
+        "Error: 010203-**** is not active: no activation code is sent. If that is a mistake, "
+        "run `patientportal patient reactivate CPR` first.\n"
+    )
     with db_session(db_url, home) as s:
         refused = [json.loads(e.details) for e in audit_events(s, "portal.login_refused")]
     assert [d["reason"] for d in refused] == ["not_active", "not_active"]

@@ -43,12 +43,12 @@ from sqlmodel import Session, col, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
-from patientportal_cli.errors import InvalidInput
+from patientportal_cli.errors import InvalidInput, Refused
 from patientportal_cli.services import audit, codes, nomitid, shared_email, throttle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.mail import outbox
-from patientportal_cli.services.masking import mask_email
+from patientportal_cli.services.masking import mask_cpr, mask_email
 from patientportal_cli.services.users import current_clinic, lookup, target
 from patientportal_cli.vocabulary import Action
 
@@ -327,6 +327,12 @@ def reset_password(
     user, _ = lookup(session, clinic=clinic, cpr=cpr)
     user = _locked_user(session, user)
     assert user.id is not None
+    if user.deactivated_at is not None:  # services/lifecycle.py: no codes for it (D25)
+        session.rollback()
+        raise Refused(
+            f"{mask_cpr(user.cpr)} is not active: no activation code is sent. If that is a "
+            "mistake, run `patientportal patient reactivate CPR` first."
+        )
     valid_days = codes.LIFETIME[codes.ACTIVATION].days
     result = ResetResult(
         cpr=user.cpr,
