@@ -30,8 +30,7 @@ SETTINGS: dict[str, str] = {
     "smtp-port": "SMTP server port (default 587)",
     "smtp-username": "SMTP user name",
     "smtp-starttls": "yes (default) or no",
-    "audit-retention": "How long audit events are kept before `audit prune` may remove "
-    "them (default 2y; e.g. 5y, 730d)",
+    "audit-retention": "Keep audit events this long (default 2y; audit prune)",
 }
 SECRETS: dict[str, str] = {
     "db-password": "Password for the database user (kept in the OS keyring)",

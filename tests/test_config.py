@@ -33,7 +33,7 @@ def test_config_set_show_unset(cli: Cli, home: Path, monkeypatch: pytest.MonkeyP
     assert (shown["smtp-port"]["value"], shown["smtp-port"]["source"]) == ("", "")
     assert shown["db-password"]["value"] == "(not set)"
     r = cli("config show")
-    assert "smtp-host        env.example.dk" in r.stdout
+    assert "smtp-host         env.example.dk" in r.stdout
     assert cli("config unset smtp-host").stderr == "smtp-host removed.\n"
     assert cli("config unset smtp-host").stderr == "smtp-host was not set.\n"
     assert "smtp-host" not in (home / "config.toml").read_text()
@@ -43,7 +43,8 @@ def test_config_refuses_bad_keys_and_values(cli: Cli, home: Path) -> None:
     r = cli("config set colour blue", expect=2)
     assert r.stderr == (
         "Error: Unknown setting 'colour'. Known settings: db-url, clinic, mail-transport, "
-        "mail-from, smtp-host, smtp-port, smtp-username, smtp-starttls, db-password, "
+        "mail-from, smtp-host, smtp-port, smtp-username, smtp-starttls, audit-retention, "
+        "db-password, "
         "smtp-password, audit-key.\n"
     )
     bad = {
