@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -199,3 +200,28 @@ def test_the_last_verify_run_and_its_result(
     data = json.loads(cli("clinic overview -o json").stdout)["audit"]
     assert ISO.match(data.pop("last_verified_at"))
     assert data == {"verified_by": "bo", "result": "failed", "problem": problem}
+
+
+def test_only_the_last_24_hours_count(
+    cli: Cli, staff: StaffHelper, db_url: str, home: Path
+) -> None:
+    staff_creates_patient(cli, cpr="010203-1234", name="Jens Hansen", email="jens@example.dk")
+    for _ in range(5):  # a lock, two days ago
+        fail_login(cli, "010203-1234")
+    with db_session(db_url, home) as s:  # everything so far happened two days ago
+        s.execute(
+            text("UPDATE audit_event SET at = :at WHERE chain = 'NORD'"),
+            {"at": datetime.now(UTC) - timedelta(days=2)},
+        )
+        s.commit()
+    assert json.loads(cli("clinic overview -o json").stdout)["logins_24h"] == {
+        "failed": 0,
+        "locked": 0,
+    }
+    cli("patient unlock 010203-1234")
+    fail_login(cli, "010203-1234")
+    fail_login(cli, "111111-1118")
+    assert json.loads(cli("clinic overview -o json").stdout)["logins_24h"] == {
+        "failed": 2,
+        "locked": 0,
+    }

@@ -133,13 +133,27 @@ def _pending(session: Session, clinic_id: int) -> tuple[int, datetime | None]:
 
 def _failed_logins(session: Session, code: str, *, since: datetime) -> tuple[int, int]:
     """Failed patient logins at the clinic since ``since``, and the CPR numbers a failure
-    locked (its event carries ``locked_until``)."""
+    locked (its event carries ``locked_until``).
+
+    Only the chain's events after ``since`` are read, through the (chain, seq) index: a
+    chain's events are numbered in the order they are written, so they are the events
+    after the chain's newest one before ``since`` (found by reading the chain backwards
+    from its head). Filtering the whole table by time would read every clinic's events
+    of the day."""
+    before = (
+        select(AuditEvent.seq)
+        .where(AuditEvent.chain == code, AuditEvent.at < since)
+        .order_by(col(AuditEvent.seq).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     locking = col(AuditEvent.details).contains('"locked_until"', autoescape=True)
     failed, locked = session.exec(
         select(
             func.count(), func.count(distinct(case((locking, AuditEvent.target), else_=None)))
         ).where(
             AuditEvent.chain == code,
+            AuditEvent.seq > func.coalesce(before, 0),
             AuditEvent.action == Action.PORTAL_LOGIN_FAILED,
             AuditEvent.at >= since,
         )
