@@ -5,6 +5,7 @@ person's data and redacts the audit events about them, so `audit verify` (increm
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,45 @@ def test_a_pending_request_is_decided_first(
         "Error: 010203-**** has 1 pending registration request: it must be decided before "
         "the person is erased.\n"
     )
+
+
+CHILD = "100516-4123"  # born 10 May 2016
+CHILD_NUMBER = "1005164123"
+NEW = "150790-4321"
+NEW_NUMBER = "1507904321"
+
+
+def test_erase_takes_delegations_and_every_number_the_person_had(
+    cli: Cli, staff: StaffHelper, db_url: str, home: Path
+) -> None:
+    """A guardian whose number changed: the delegation, the change and the events under
+    both numbers go; the child stays, with no trace of the erased guardian's data."""
+    staff_creates_patient(cli, cpr=CPR, name="Karen Holm", email="karen@example.dk")
+    staff_creates_patient(cli, cpr=CHILD, name="Emil Holm", email="emil@example.dk")
+    cli(f"patient guardian add {CHILD} --guardian {CPR} --basis forældremyndighed")
+    cli(f"patient change-cpr {CPR} {NEW} --yes")
+    doc = json.loads(cli(f"patient export {CHILD} -o json").stdout)
+    assert [(d["kind"], d["holder_cpr"]) for d in doc["delegations"]] == [
+        ("guardian", "150790-****")
+    ]
+    cli(f"patient unlink {NEW} --yes")
+    assert scalar(db_url, home, "SELECT count(*) FROM delegation") == 1
+    r = cli(f"patient erase {CPR} --yes")  # the old number finds the person too
+    assert r.stderr.startswith("Erased 010203-****: removed ")
+    assert "delegation 1" in r.stderr and "cpr_change 1" in r.stderr
+    for table in ("delegation", "cpr_change"):
+        assert scalar(db_url, home, f"SELECT count(*) FROM {table}") == 0
+    for number in (NUMBER, NEW_NUMBER):
+        assert (
+            scalar(
+                db_url,
+                home,
+                "SELECT count(*) FROM audit_event WHERE target LIKE :p OR details LIKE :p",
+                p=f"%{number}%",
+            )
+            == 0
+        )
+    assert scalar(db_url, home, "SELECT count(*) FROM portal_user") == 1  # Emil
+    assert "The audit log is intact" in cli("audit verify --all --full").stderr
+    doc = json.loads(cli(f"patient export {CHILD} -o json").stdout)
+    assert doc["delegations"] == []

@@ -242,3 +242,39 @@ def test_prune_all_takes_the_no_clinic_chain_too(cli: Cli, aged: int) -> None:
         r = cli(args)
         assert "The audit log is intact" in r.stderr
         assert "(no clinic) #1, NORD #" in r.stderr
+
+
+def test_migration_0009_keeps_checkpoints_and_chains_verifiable(db_url: str, home: Path) -> None:
+    """A database at 0008 with events and a signed checkpoint, upgraded: the checkpoint
+    becomes kind "checkpoint" and still verifies, and so does the chain."""
+    from patientportal_cli.db import migrate
+    from patientportal_cli.services.audit.hashing import at_text, key_id, sign
+
+    engine = engine_mod.get_engine(db_url, home)
+    migrate.upgrade(engine, "0008")
+    old_events(db_url, home, 4)
+    head = chain_events(db_url, home)[-1]
+    now = datetime.now(UTC)
+    with session_for(db_url, home) as s:
+        s.execute(
+            text(
+                "INSERT INTO audit_checkpoint (chain, seq, hash, created_at, created_by, key_id, "
+                "signature) VALUES ('NORD', :s, :h, :t, 'anna', :k, :sig)"
+            ),
+            {
+                "s": head.seq,
+                "h": head.hash,
+                "t": now,
+                "k": key_id(KEY.encode()),
+                "sig": sign(KEY.encode(), "NORD", head.seq, head.hash, at_text(now), "anna"),
+            },
+        )
+        s.commit()
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.HEAD
+    with session_for(db_url, home) as s:
+        kinds = s.execute(text("SELECT kind, cutoff, removed FROM audit_checkpoint")).all()
+        assert [tuple(k) for k in kinds] == [("checkpoint", None, None)]
+        report = audit.verify(s, chains=["NORD"], full=True, key=KEY.encode())
+    assert report.problems == []
+    assert report.checkpoints_checked == 1
