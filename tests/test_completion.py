@@ -232,3 +232,121 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     )
     assert proc.returncode == 0, proc
     assert proc.stdout.splitlines() == ["none", "approval", "open", "SYD"]
+
+
+# --- every value from a known set, in any case, at the clinic on the line (issue 12.6) ---
+KEYRING = "tests.helpers.file_keyring.FileKeyring"
+
+
+@pytest.fixture(scope="module")
+def two_clinics(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """NORD (anna admin, bo doctor; approval mode, one pending request) and OEST (anna
+    admin, olga doctor); anna logged in at NORD with the session in a keyring (a file
+    backend, as a desktop keyring), no PATIENTPORTAL_TOKEN. Returns the home and the
+    environment that selects that keyring."""
+    base = tmp_path_factory.mktemp("clinics")
+    home = base / "home"
+    keyring_env = {"PYTHON_KEYRING_BACKEND": KEYRING, "TEST_KEYRING_FILE": str(base / "kr.json")}
+    _run(
+        home,
+        *("init", "--clinic", "NORD", "--clinic-name", "Nordklinikken"),
+        *("--admin", "anna", "--admin-name", "Anna Admin", "--password-stdin"),
+        input=PASSWORD + "\n",
+    )
+    _run(home, "login", "anna", "--password-stdin", input=PASSWORD + "\n", **keyring_env)
+    assert not (home / "session-token").exists()  # the session is in the keyring
+    for clinic, user in [("NORD", "bo"), ("OEST", "olga")]:
+        if clinic == "OEST":
+            _run(home, "clinic", "create", "OEST", "--name", "Østklinikken", **keyring_env)
+        _run(
+            home,
+            *("--clinic", clinic, "staff", "add", user, "--name", user.title()),
+            *("--role", "doctor", "--password-stdin"),
+            input=PASSWORD + "\n",
+            **keyring_env,
+        )
+    _run(home, "--clinic", "NORD", "clinic", "set-registration", "approval", **keyring_env)
+    # the session kept in the keyring acts on NORD
+    login = ("--clinic", "NORD", "login", "anna", "--password-stdin")
+    _run(home, *login, input=PASSWORD + "\n", **keyring_env)
+    _run(
+        home,
+        *("portal", "register", "050607-1234", "--clinic", "NORD", "--name", "Eva"),
+        *("--email", "eva@example.dk", "--password-stdin"),
+        input=PASSWORD + "\n",
+    )
+    return home, keyring_env
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        # --services where a command takes services
+        ("patientportal patient create 010203-1234 --services b", ["booking"]),
+        (
+            "patientportal portal register 010203-1234 --services ",
+            ["e-consultation", "booking", "prescription-renewal"],
+        ),
+        (
+            "patientportal requests approve 1 --services booking,",
+            ["booking,e-consultation", "booking,prescription-renewal"],
+        ),
+        ("patientportal patient link 010203-1234 --services P", ["PRESCRIPTION-RENEWAL"]),
+        # import and reconcile files
+        ("patientportal patient import f.csv --format ", ["csv", "jsonl"]),
+        ("patientportal patient import f.csv --format J", ["JSONL"]),
+        ("patientportal patient import f.csv --delimiter ", ["semicolon", "comma", "tab"]),
+        ("patientportal patient import f.csv --encoding cp", ["cp1252"]),
+        ("patientportal patient reconcile f.csv --delimiter t", ["tab"]),
+        # roles, in the case typed
+        ("patientportal staff add carl --role D", ["DOCTOR"]),
+        ("patientportal staff set-role bo admin,S", ["admin,SECRETARY"]),
+        # clinic codes in the case typed (lower case is accepted as input)
+        ("patientportal --clinic o", ["oest"]),
+        ("patientportal --clinic ", ["NORD", "OEST"]),
+        ("patientportal staff list --clinic n", ["nord"]),
+        # staff of the clinic given earlier on the line, before or after the command
+        ("patientportal --clinic OEST staff set-role ", ["anna", "olga"]),
+        ("patientportal --clinic oest staff disable ", ["anna", "olga"]),
+        ("patientportal staff unlock --clinic NORD ", ["anna", "bo"]),
+        ("patientportal --clinic OEST login ", ["anna", "olga"]),
+        ("patientportal --clinic OEST audit list --staff ", ["anna", "olga"]),
+        ("patientportal --clinic OEST staff set-role O", ["OLGA"]),
+        # a staff account as a whole: every account
+        ("patientportal staff account ", ["anna", "bo", "olga"]),
+    ],
+)
+def test_values_complete_in_any_case_at_the_clinic_on_the_line(two_clinics, words, expected):
+    home, keyring_env = two_clinics
+    assert complete_bash(home, words, **keyring_env) == expected
+
+
+def test_keyring_session_completes_request_ids_and_its_clinic_staff(two_clinics):
+    """A login kept in the keyring (no PATIENTPORTAL_TOKEN) is the session completion
+    uses: request ids of its clinic, staff of its clinic; nothing is written."""
+    home, keyring_env = two_clinics
+    db = home / "patientportal.db"
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    assert complete_bash(home, "patientportal requests approve ", **keyring_env) == ["1"]
+    assert complete_bash(home, "patientportal requests show ", **keyring_env) == ["1"]
+    assert complete_bash(home, "patientportal requests reject 2", **keyring_env) == []
+    words = "patientportal --clinic OEST requests approve "
+    assert complete_bash(home, words, **keyring_env) == []  # none pending at OEST
+    assert complete_bash(home, "patientportal staff set-role ", **keyring_env) == ["anna", "bo"]
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    # without the keyring there is no session: no request ids, every account
+    assert complete_bash(home, "patientportal requests approve ") == []
+    assert complete_bash(home, "patientportal staff set-role ") == ["anna", "bo", "olga"]
+
+
+def test_completion_in_a_fresh_home_creates_nothing(tmp_path):
+    home = tmp_path / "fresh"
+    for words, expected in [
+        ("patientportal --clinic o", []),
+        ("patientportal requests approve ", []),
+        ("patientportal --clinic OEST staff set-role ", []),
+        ("patientportal patient import f.csv --format ", ["csv", "jsonl"]),
+        ("patientportal portal register 010203-1234 --services b", ["booking"]),
+    ]:
+        assert complete_bash(home, words) == expected, words
+    assert not home.exists()

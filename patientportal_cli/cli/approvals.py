@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
-from patientportal_cli.cli.completion import complete_request
+from patientportal_cli.cli.completion import complete_request, complete_services
 from patientportal_cli.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ ServicesOpt = Annotated[
     typer.Option(
         "--services",
         help="Services to grant, comma-separated (default: requested ones the clinic offers).",
+        autocompletion=complete_services,
     ),
 ]
 

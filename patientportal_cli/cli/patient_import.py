@@ -22,6 +22,11 @@ from patientportal_cli.cli.common import (
     out,
     staff_session,
 )
+from patientportal_cli.cli.completion import (
+    complete_delimiter,
+    complete_encoding,
+    complete_import_format,
+)
 from patientportal_cli.services.importing import BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -52,17 +57,27 @@ FileArg = Annotated[
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="csv or jsonl (default: from the file's extension, else csv)."),
+    typer.Option(
+        "--format",
+        help="csv or jsonl (default: from the file's extension, else csv).",
+        autocompletion=complete_import_format,
+    ),
 ]
 EncodingOpt = Annotated[
     str | None,
     typer.Option(
-        "--encoding", help="Text encoding (default: UTF-8, with or without BOM, else cp1252)."
+        "--encoding",
+        help="Text encoding (default: UTF-8, with or without BOM, else cp1252).",
+        autocompletion=complete_encoding,
     ),
 ]
 DelimiterOpt = Annotated[
     str | None,
-    typer.Option("--delimiter", help="CSV delimiter: ';', ',' or tab (default: detected)."),
+    typer.Option(
+        "--delimiter",
+        help="CSV delimiter: ';', ',' or tab (default: detected).",
+        autocompletion=complete_delimiter,
+    ),
 ]
 ReportOpt = Annotated[
     Path | None,

@@ -18,6 +18,7 @@ from patientportal_cli.cli.common import (
     get_password,
     out,
 )
+from patientportal_cli.cli.completion import complete_services
 
 if TYPE_CHECKING:
     from patientportal_cli.services.registration import Registration
@@ -43,6 +44,7 @@ ServicesOpt = Annotated[
         "--services",
         help="Services asked for, comma-separated: e-consultation, booking, "
         "prescription-renewal (default: all the clinic offers).",
+        autocompletion=complete_services,
     ),
 ]
 LoginOpt = Annotated[

@@ -17,7 +17,11 @@ from patientportal_cli.cli.common import (
     out,
     staff_session,
 )
-from patientportal_cli.cli.completion import complete_roles, complete_username
+from patientportal_cli.cli.completion import (
+    complete_clinic_staff,
+    complete_roles,
+    complete_username,
+)
 
 app = typer.Typer(help="Staff of the clinic, their roles, and API tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for scripts (PATIENTPORTAL_TOKEN).", no_args_is_help=True)
@@ -26,6 +30,8 @@ app.add_typer(token_app, name="token")
 
 ROLE_HELP = "admin, doctor or secretary; several comma-separated, e.g. admin,doctor."
 UsernameArg = Annotated[str, typer.Argument(help="Username.", autocompletion=complete_username)]
+# a staff member of the clinic acted on (set-role, disable, unlock)
+MemberArg = Annotated[str, typer.Argument(help="Username.", autocompletion=complete_clinic_staff)]
 
 
 @command(app, "list")
@@ -100,7 +106,7 @@ def add(
 
 @command(app, "set-role")
 def set_role(
-    username: UsernameArg,
+    username: MemberArg,
     role: Annotated[
         str,
         typer.Argument(help=f"New role(s): {ROLE_HELP}", autocompletion=complete_roles),
@@ -123,7 +129,7 @@ def set_role(
 
 @command(app, "disable")
 def disable(
-    username: UsernameArg,
+    username: MemberArg,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Take a staff member off the current clinic (admin only).
@@ -143,7 +149,7 @@ def disable(
 
 @command(app, "unlock")
 def unlock(
-    username: UsernameArg,
+    username: MemberArg,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Lift the login lock of a staff member of the current clinic (admin only).

@@ -386,16 +386,20 @@ def account(
     return changes
 
 
-def usernames_starting(session: Session, prefix: str, *, limit: int) -> list[str]:
+def usernames_starting(
+    session: Session, prefix: str, *, limit: int, clinic_code: str | None = None
+) -> list[str]:
     """Usernames beginning with ``prefix`` (literally: ``_`` and ``%`` are no
-    wildcards), in order (for TAB completion)."""
-    query = (
-        select(Staff.username)
-        .where(col(Staff.username).startswith(prefix, autoescape=True))
-        .order_by(col(Staff.username))
-        .limit(limit)
-    )
-    return list(session.exec(query))
+    wildcards), in order (for TAB completion); with ``clinic_code`` (any case), only those
+    of the staff at that clinic (none for an unknown code)."""
+    query = select(Staff.username).where(col(Staff.username).startswith(prefix, autoescape=True))
+    if clinic_code is not None:
+        query = (
+            query.join(Membership, col(Membership.staff_id) == Staff.id)
+            .join(Clinic, col(Clinic.id) == Membership.clinic_id)
+            .where(col(Clinic.code) == clinic_code.strip().upper())
+        )
+    return list(session.exec(query.order_by(col(Staff.username)).limit(limit)))
 
 
 def username_exists(session: Session, username: str) -> bool:
