@@ -10,7 +10,15 @@ from pathlib import Path
 from tests.helpers.cli import Cli, lines
 from tests.helpers.cli import Staff as StaffHelper
 from tests.helpers.db import audit_actions
-from tests.helpers.people import CPR, NUMBER, second_clinic, staff_creates_patient
+from tests.helpers.people import (
+    CPR,
+    NUMBER,
+    add_doctor,
+    register,
+    second_clinic,
+    set_mode,
+    staff_creates_patient,
+)
 
 
 def setup_patient(cli: Cli) -> None:
@@ -97,3 +105,20 @@ def test_export_of_someone_not_a_patient_here(cli: Cli, staff: StaffHelper) -> N
     assert "010203-****" in r.stderr
     r = cli("patient export 12345", expect=2)
     assert r.stderr.startswith("Error: ")
+
+
+def test_export_holds_the_patients_requests_here(
+    cli: Cli, staff: StaffHelper, db_url: str, home: Path
+) -> None:
+    set_mode(cli, "approval")
+    register(cli, CPR, name="Karen Holm", email="karen@example.dk")
+    add_doctor(staff)
+    cli("requests approve 1")
+    doc = json.loads(cli(f"patient export {CPR} -o json").stdout)
+    [request] = doc["registration_requests"]
+    assert request["status"] == "approved"
+    assert request["decided_by"] == "bo"
+    assert request["name"] == "Karen Holm"
+    assert request["password_set"] is False  # moved to the account on approval
+    assert doc["person"]["password_set"] is True
+    assert "argon2" not in json.dumps(doc)
