@@ -229,6 +229,8 @@ def test_update_dry_run_changes_nothing(cli: Cli, staff: Staff, db_url: str, hom
         "The no-MitID flag is set at clinic NORD: the change needs --confirm-email-owner "
         "(asked on a terminal).\n"
         f"Would e-mail a notice to the old address {OLD}; codes sent there would stop working.\n"
+        "A no-MitID flag the patient may have at other clinics confirmed the old address: it "
+        "would be removed there until those clinics confirm the new one.\n"
         "Nothing was changed.\n"
     )
     assert inbox.new() == []

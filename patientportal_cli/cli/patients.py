@@ -649,6 +649,10 @@ def _report_update(output: Output, result: UpdateResult, username: str) -> None:
                 f"Would e-mail a notice to the old address {result.old_email}; codes sent "
                 "there would stop working."
             )
+            output.message(
+                "A no-MitID flag the patient may have at other clinics confirmed the old "
+                "address: it would be removed there until those clinics confirm the new one."
+            )
         else:
             if result.email_owner_confirmed:
                 output.message(
