@@ -18,7 +18,9 @@ Deactivating an account that is already deactivated changes nothing (the first r
 stays, D27). ``reactivate`` clears the deactivation (staff at any clinic where the
 patient is linked); it does not bring back the ended delegations, codes or link (D28).
 Each change writes its audit event in the same transaction; a dry run changes nothing
-and is audited as ``patient.dry_run``.
+and is audited as ``patient.dry_run``. ``deactivate(..., commit=False)`` and
+``deactivate_batch`` make the same changes in the caller's transaction without committing
+it: ``patient reconcile`` commits a batch of changes at once (D41).
 
 ``deactivate_many`` is the bulk form (``patient deactivate --from``): one CPR number per
 row, each row its own transaction, so a run that stops (Ctrl-C, kill) is finished by
@@ -111,22 +113,85 @@ def _dry_run_event(
 
 
 def deactivate(
-    session: Session, *, actor: Actor, cpr: str, reason: str, dry_run: bool = False
+    session: Session,
+    *,
+    actor: Actor,
+    cpr: str,
+    reason: str,
+    dry_run: bool = False,
+    commit: bool = True,
 ) -> Outcome:
     """Deactivate this clinic's patient for ``reason`` (see the module docstring).
     Not this clinic's patient: NotFound; already deactivated: result ALREADY, nothing
-    changed."""
+    changed.
+
+    ``commit=False``: the change is made in the caller's transaction and not committed
+    (nor rolled back when nothing is to change), so that the caller can make many changes
+    in one transaction and commit them together (``deactivate_batch``; not with
+    ``dry_run``)."""
     reason = check_reason(reason)
     number = normalize_cpr(cpr)
     clinic = current_clinic(session, actor)
-    user, link = lookup(session, clinic=clinic, cpr=number)
+    return _deactivate(
+        session,
+        actor=actor,
+        clinic=clinic,
+        cpr=number,
+        reason=reason,
+        dry_run=dry_run,
+        commit=commit,
+    )
+
+
+def deactivate_batch(
+    session: Session, *, actor: Actor, changes: Iterable[tuple[str, str]]
+) -> list[Outcome | None]:
+    """Each (CPR number, reason) through the same rules as ``deactivate``, all in the
+    caller's transaction, which the caller commits (or rolls back: then none of them
+    happened). One outcome per change in order; None where the number is no longer this
+    clinic's patient (unlinked meanwhile). ``patient reconcile`` applies with it (D41)."""
+    clinic = current_clinic(session, actor)
+    outcomes: list[Outcome | None] = []
+    for cpr, reason in changes:
+        try:
+            outcome = _deactivate(
+                session,
+                actor=actor,
+                clinic=clinic,
+                cpr=normalize_cpr(cpr),
+                reason=check_reason(reason),
+                dry_run=False,
+                commit=False,
+            )
+        except NotFound:  # the lookup writes nothing: the batch goes on
+            outcomes.append(None)
+        else:
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _deactivate(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    cpr: str,
+    reason: str,
+    dry_run: bool,
+    commit: bool,
+) -> Outcome:
+    assert commit or not dry_run, "a dry run ends its own transaction"
+    user, link = lookup(session, clinic=clinic, cpr=cpr)
     if reason == LEFT_CLINIC:
-        return _left_clinic(session, actor=actor, clinic=clinic, user=user, dry_run=dry_run)
+        return _left_clinic(
+            session, actor=actor, clinic=clinic, user=user, dry_run=dry_run, commit=commit
+        )
     user = _locked_user(session, user)
     assert user.id is not None
     outcome = Outcome(user.cpr, user.name, clinic.code, reason, DONE)
     if user.deactivated_at is not None:
-        session.rollback()
+        if commit:
+            session.rollback()
         return _with(outcome, result=ALREADY)
     if dry_run:
         count = len(delegations.open_for_person(session, user_id=user.id))
@@ -150,7 +215,8 @@ def deactivate(
         target=target(user.cpr),
         details={"reason": reason, "delegations_ended": len(ended)},
     )
-    session.commit()
+    if commit:
+        session.commit()
     return _with(outcome, delegations=len(ended))
 
 
@@ -159,7 +225,13 @@ def _with(outcome: Outcome, **changes: Any) -> Outcome:
 
 
 def _left_clinic(
-    session: Session, *, actor: Actor, clinic: Clinic, user: PortalUser, dry_run: bool
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    user: PortalUser,
+    dry_run: bool,
+    commit: bool = True,
 ) -> Outcome:
     """End this clinic's link (as ``patients.unlink``); the account stays."""
     outcome = Outcome(user.cpr, user.name, clinic.code, LEFT_CLINIC, WOULD if dry_run else DONE)
@@ -189,7 +261,8 @@ def _left_clinic(
             "services": services,
         },
     )
-    session.commit()
+    if commit:
+        session.commit()
     return outcome
 
 

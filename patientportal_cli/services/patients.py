@@ -166,6 +166,7 @@ def create(
         assert existing.id is not None
         if users.find_link(session, clinic_id=clinic.id, user_id=existing.id) is not None:
             raise already_linked(number, clinic)
+        users.refuse_if_not_active(existing)  # D46
         if no_mitid:
             _refuse_unconfirmable(number, existing, email)
     linked = users.ensure_linked(
@@ -231,6 +232,7 @@ def link(
     assert clinic.id is not None and user.id is not None
     if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
         raise already_linked(number, clinic)
+    users.refuse_if_not_active(user)  # D46
     if no_mitid and email is not None:
         _refuse_unconfirmable(number, user, normalize_email(email))
     linked = users.ensure_linked(
@@ -270,6 +272,7 @@ def existing_user(session: Session, *, actor: Actor, cpr: str) -> str:
     assert clinic.id is not None and user.id is not None
     if users.find_link(session, clinic_id=clinic.id, user_id=user.id) is not None:
         raise already_linked(number, clinic)
+    users.refuse_if_not_active(user)  # D46: before the confirmation prompt
     number = user.cpr
     session.rollback()  # do not hold a write lock (SQLite) while a person answers
     return number

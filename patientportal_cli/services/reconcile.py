@@ -39,10 +39,10 @@ Phase one (``make_plan``) reads every row and plans, writing nothing:
 A list without one valid row is refused (it would end every link).
 
 Phase two (``apply_plan``) does the changes through ``services/lifecycle.py``
-(``lifecycle.deactivate``: the one deactivation; each change is its own transaction
-with its own audit event), then one ``patient.reconcile`` event with the counts. A run
-killed with ``kill -9`` has made whole changes only; running it again plans only what
-is left, and a run after a complete one plans nothing.
+(``lifecycle.deactivate_batch``: the one set of deactivation rules, each change with its
+own audit event), ``APPLY_BATCH`` changes per transaction, then one ``patient.reconcile``
+event with the counts. A run killed with ``kill -9`` has made whole batches only;
+running it again plans only what is left, and a run after a complete one plans nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from patientportal_cli.errors import InvalidInput, NotFound
@@ -343,29 +344,37 @@ def _classify(
             reported.append(Rejection(line, None, REVIEW[code]))
 
 
+APPLY_BATCH = 200  # changes per transaction in phase two
+
+
 def apply_plan(
-    session: Session, *, actor: Actor, plan: Plan, on_progress: Progress | None = None
+    session: Session,
+    *,
+    actor: Actor,
+    plan: Plan,
+    on_progress: Progress | None = None,
+    batch_size: int = APPLY_BATCH,
 ) -> Applied:
-    """Phase two: each planned change through ``lifecycle.deactivate`` (its own
-    transaction and audit event); then one ``patient.reconcile`` event with the counts."""
+    """Phase two: the planned changes through ``lifecycle.deactivate_batch`` (the one set
+    of deactivation rules; one audit event per change), ``batch_size`` changes per
+    transaction; then one ``patient.reconcile`` event with the counts. A batch the
+    database refuses as a whole (a deadlock or serialization failure with another writer
+    on PostgreSQL) is rolled back and made again one change per transaction. Progress is
+    told after each commit: what it counts is done."""
     applied = Applied()
     work = [*plan.deactivate, *((cpr, lifecycle.LEFT_CLINIC) for cpr in plan.left)]
-    for done, (cpr, reason) in enumerate(work, start=1):
+    done = 0
+    for start in range(0, len(work), batch_size):
+        batch = work[start : start + batch_size]
         try:
-            outcome = lifecycle.deactivate(session, actor=actor, cpr=cpr, reason=reason)
-        except NotFound:  # unlinked meanwhile (another run, another staff member)
+            outcomes = lifecycle.deactivate_batch(session, actor=actor, changes=batch)
+            session.commit()
+        except OperationalError:
             session.rollback()
-            applied.meanwhile += 1
-        else:
-            if outcome.result == lifecycle.ALREADY:
-                applied.meanwhile += 1
-            elif reason == lifecycle.LEFT_CLINIC:
-                applied.left_clinic += 1
-            elif reason == lifecycle.DECEASED:
-                applied.deceased += 1
-            else:
-                applied.emigrated += 1
-            applied.delegations_ended += outcome.delegations
+            outcomes = [_one(session, actor=actor, change=change) for change in batch]
+        for (_cpr, reason), outcome in zip(batch, outcomes, strict=True):
+            _count(applied, reason, outcome)
+        done += len(batch)
         if on_progress is not None:
             on_progress(done)
     audit.record(
@@ -378,3 +387,26 @@ def apply_plan(
     )
     session.commit()
     return applied
+
+
+def _one(session: Session, *, actor: Actor, change: tuple[str, str]) -> lifecycle.Outcome | None:
+    """One change in its own transaction (``lifecycle.deactivate`` commits it)."""
+    cpr, reason = change
+    try:
+        return lifecycle.deactivate(session, actor=actor, cpr=cpr, reason=reason)
+    except NotFound:  # unlinked meanwhile (another run, another staff member)
+        session.rollback()
+        return None
+
+
+def _count(applied: Applied, reason: str, outcome: lifecycle.Outcome | None) -> None:
+    if outcome is None or outcome.result == lifecycle.ALREADY:
+        applied.meanwhile += 1  # unlinked or deactivated meanwhile
+        return
+    if reason == lifecycle.LEFT_CLINIC:
+        applied.left_clinic += 1
+    elif reason == lifecycle.DECEASED:
+        applied.deceased += 1
+    else:
+        applied.emigrated += 1
+    applied.delegations_ended += outcome.delegations

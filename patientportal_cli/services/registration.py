@@ -95,6 +95,9 @@ LOG_IN_INSTEAD = (
     "--clinic {clinic} --login mitid`."
 )
 MITID_FAILED = "MitID did not confirm your identity: registration failed."
+# a deactivated account (services/lifecycle.py) registers nowhere (D46): the portal's
+# neutral Danish refusal, as at login (D26), never the reason
+NOT_ACTIVE = "Din adgang til patientportalen er ikke aktiv. Kontakt klinikken."
 
 
 def _offering(session: Session, clinic_code: str) -> Clinic:
@@ -142,6 +145,8 @@ def _situation(
             cpr=cpr,
             reason="existing_user_not_logged_in",
         )
+    if user is not None and user.deactivated_at is not None:
+        raise _refuse(session, NOT_ACTIVE, clinic=clinic, cpr=cpr, reason="not_active")
     link = None
     if user is not None and user.id is not None:
         link = users.find_link(session, clinic_id=clinic.id, user_id=user.id)

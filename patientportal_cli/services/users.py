@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from patientportal_cli.db.clock import utcnow
 from patientportal_cli.db.models import Clinic, ClinicLink, LinkHistory, PortalUser
-from patientportal_cli.errors import NotFound
+from patientportal_cli.errors import NotFound, Refused
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.cpr import normalize_cpr
 from patientportal_cli.services.masking import mask_cpr, patient_label
@@ -89,6 +89,31 @@ def get_or_create_user(
     return user, True
 
 
+NOT_ACTIVE_LINK = (
+    "The portal user with this CPR number is not active: it cannot be linked. If that is "
+    "a mistake, a clinic where the patient is linked can reactivate it "
+    "(`patientportal patient reactivate CPR`)."
+)
+
+
+def refuse_if_not_active(user: PortalUser) -> None:
+    """A deactivated account (``services/lifecycle.py``) gets no new link at any clinic
+    (D46): Refused, saying neither why nor where."""
+    if user.deactivated_at is not None:
+        raise Refused(NOT_ACTIVE_LINK)
+
+
+def _lock_for_link(session: Session, user: PortalUser) -> PortalUser:
+    """The user's row again, FOR SHARE on PostgreSQL: a link and a deactivation
+    (``lifecycle``, FOR UPDATE) of one person take turns, so the link sees it."""
+    return session.exec(
+        select(PortalUser)
+        .where(PortalUser.id == user.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def link_user(
     session: Session,
     *,
@@ -98,11 +123,13 @@ def link_user(
     services: str,
     record_email: str | None = None,
 ) -> tuple[ClinicLink, bool]:
-    """(link, created). Safe against a concurrent link of the same pair."""
+    """(link, created). Safe against a concurrent link of the same pair. A new link to a
+    deactivated account is refused (``refuse_if_not_active``)."""
     assert user.id is not None
     existing = find_link(session, clinic_id=clinic_id, user_id=user.id)
     if existing is not None:
         return existing, False
+    refuse_if_not_active(_lock_for_link(session, user))
     link = ClinicLink(
         clinic_id=clinic_id,
         user_id=user.id,

@@ -85,7 +85,8 @@ class Writer:
 _IN_CHUNK = 10_000  # below SQLite's 32,766 bound parameters
 
 EXISTING_SQL = (
-    "SELECT u.cpr, u.id, u.name, u.email, l.id, l.no_mitid FROM portal_user u "
+    "SELECT u.cpr, u.id, u.name, u.email, l.id, l.no_mitid, "
+    "CASE WHEN u.deactivated_at IS NULL THEN 0 ELSE 1 END FROM portal_user u "
     "LEFT JOIN clinic_link l ON l.user_id = u.id AND l.clinic_id = {clinic} "
     "WHERE u.cpr {where}"
 )

@@ -38,7 +38,7 @@ from sqlmodel import Session
 from patientportal_cli import files
 from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput
-from patientportal_cli.services import catalog, shared_email
+from patientportal_cli.services import catalog, shared_email, users
 from patientportal_cli.services.importing import BATCH_SIZE, bulk, validate
 from patientportal_cli.services.importing.reader import ImportFile, RawRow
 
@@ -114,6 +114,7 @@ class Existing:
     email: str
     link_id: int | None
     no_mitid: bool
+    deactivated: bool = False  # services/lifecycle.py: it gets no new link (D46)
 
 
 @dataclass
@@ -468,8 +469,8 @@ def classify(session: Session, ctx: Context, rows: list[Row]) -> Classified:
     if not rows:
         return result
     existing = {
-        cpr: Existing(uid, name, email, link_id, bool(flag))
-        for cpr, uid, name, email, link_id, flag in bulk.select_by_cpr(
+        cpr: Existing(uid, name, email, link_id, bool(flag), bool(off))
+        for cpr, uid, name, email, link_id, flag, off in bulk.select_by_cpr(
             session, bulk.EXISTING_SQL, ctx.clinic_id, [r[CPR] for r in rows]
         )
     }
@@ -487,6 +488,9 @@ def classify(session: Session, ctx: Context, rows: list[Row]) -> Classified:
             continue
         if found.link_id is not None and (not wants_flag or found.no_mitid):
             result.already.append(row)
+            continue
+        if found.link_id is None and found.deactivated:
+            result.rejected.append((row, users.NOT_ACTIVE_LINK))
             continue
         if wants_flag:
             if not confirm:
