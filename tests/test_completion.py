@@ -174,6 +174,12 @@ def test_database_values_on_both_backends(staff, db_url, home):
     words = "patientportal staff set-role a"
     assert complete_bash(home, words, PATIENTPORTAL_DB_URL=db_url) == ["a_b", "anna", "axb"]
     assert complete_bash(home, words + "_", PATIENTPORTAL_DB_URL=db_url) == ["a_b"]
+    # in any case, and only the staff of the clinic on the line
+    assert complete_bash(home, "patientportal --clinic n", PATIENTPORTAL_DB_URL=db_url) == ["nord"]
+    words = "patientportal --clinic nord staff set-role A"
+    assert complete_bash(home, words, PATIENTPORTAL_DB_URL=db_url) == ["A_B", "ANNA", "AXB"]
+    words = "patientportal --clinic SYD staff set-role "
+    assert complete_bash(home, words, PATIENTPORTAL_DB_URL=db_url) == []
 
 
 def test_completion_without_a_database_offers_nothing_and_creates_nothing(tmp_path):
