@@ -70,11 +70,11 @@ def test_link_and_create_at_another_clinic_are_refused(
     assert links_of(db_url, home) == 2
 
 
-def test_left_clinic_then_deceased_elsewhere_refuses_the_link_back(
+def test_the_deactivating_clinic_cannot_link_again_after_left_clinic(
     cli: Cli, staff: Staff, db_url: str, home: Path
 ) -> None:
-    """The clinic that deactivated may be another: NORD deactivates, SYD cannot link, and
-    NORD itself cannot link again after its link ended (left-clinic)."""
+    """The clinic that deactivated is refused too, once its own link has ended
+    (left-clinic): nobody is left who could reactivate, as D46 says."""
     deceased_at_nord(cli, staff)
     cli(f"patient deactivate {CPR} --reason left-clinic")
     assert links_of(db_url, home) == 0
