@@ -21,7 +21,6 @@ from sqlmodel import Session, SQLModel
 
 from patientportal_cli.db import engine as engine_mod
 from patientportal_cli.db import migrate
-from patientportal_cli.services.auth import LOGIN_FAILED
 from tests.conftest import PASSWORD, Cli
 from tests.conftest import Staff as StaffHelper
 
@@ -122,11 +121,14 @@ def test_the_embedded_default_migrates_itself(
     assert "PATIENTPORTAL_DB_URL" not in os.environ
     db_file = home / "patientportal.db"
     assert cli("db current").stdout == "none\n"
-    r = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n", expect=4)
-    assert r.stderr == "Error: " + LOGIN_FAILED + "\n"
+    r = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n", expect=1)
+    assert r.stderr == (
+        "Error: No database has been set up yet: run `patientportal init` first "
+        "(or point --db at the existing database).\n"
+    )
+    cli(INIT, input=PASSWORD + "\n")
     assert cli("db current").stdout == f"{migrate.HEAD}\n"  # the first use migrated it
     assert db_file.exists()
-    cli(INIT, input=PASSWORD + "\n")
     token = cli("login anna --password-stdin --print-token", input=PASSWORD + "\n").stdout
     monkeypatch.setenv("PATIENTPORTAL_TOKEN", token.strip())
     assert cli("clinic show -o csv").stdout.splitlines()[1].startswith("NORD,Nord,none,")
