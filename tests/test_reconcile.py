@@ -279,3 +279,57 @@ def test_on_a_terminal_it_asks_before_applying(
         r = cli(["patient", "reconcile", str(path)])
     assert "1 left the clinic" in r.stderr
     assert _linked(db_url, home) == ["0102031234"]
+
+
+def test_apply_in_batches_counts_what_changed_meanwhile_and_audits_each_change(
+    cli: Cli, staff: Staff, db_url: str, home: Path, tmp_path: Path
+) -> None:
+    """Phase two in batches of 2 (``apply_plan(batch_size=2)``, the service the command
+    calls): a patient unlinked and one deactivated between the plan and the apply are
+    "meanwhile" inside their batch, the batch's other changes are made, one
+    `patient.deactivate` event per change."""
+    from patientportal_cli.services import reconcile
+    from patientportal_cli.services.importing.reader import open_import
+    from tests.helpers.services import actor_for
+
+    _patients(cli, A, B, C, D, E)
+    listing = _list(tmp_path / "liste.csv", f"{A};01", f"{B};90", f"{C};80", f"{E};90")
+    with db_session(db_url, home) as s:
+        actor = actor_for(s, "anna", "NORD")
+        s.commit()
+        source = open_import(str(listing), format="csv", layout=reconcile.LAYOUT)
+        with reconcile.make_plan(s, actor=actor, source=source) as plan:
+            assert plan.deactivate == [
+                ("0203042345", "deceased"),
+                ("0304053456", "emigrated"),
+                ("0506075678", "deceased"),
+            ]
+            assert plan.left == ["0405064567"]
+            cli(f"patient unlink {D} --yes")  # meanwhile, by the command
+            cli(f"patient deactivate {C} --reason other")
+            done: list[int] = []
+            applied = reconcile.apply_plan(
+                s, actor=actor, plan=plan, on_progress=done.append, batch_size=2
+            )
+    assert done == [2, 4]
+    assert applied.as_dict() == {
+        "deceased": 2,
+        "emigrated": 0,
+        "left_clinic": 0,
+        "delegations_ended": 0,
+        "meanwhile": 2,
+    }
+    assert _deactivated(db_url, home) == [
+        ("0203042345", "deceased"),
+        ("0304053456", "other"),
+        ("0506075678", "deceased"),
+    ]
+    assert _linked(db_url, home) == ["0102031234", "0203042345", "0304053456", "0506075678"]
+    with db_session(db_url, home) as s:
+        deactivations = [(e[2], e[4]) for e in events(s, "patient.deactivate")]
+    assert deactivations == [  # C by the command, then B and E by the apply
+        ("cpr:0304053456", {"reason": "other", "delegations_ended": 0}),
+        ("cpr:0203042345", {"reason": "deceased", "delegations_ended": 0}),
+        ("cpr:0506075678", {"reason": "deceased", "delegations_ended": 0}),
+    ]
+    assert "The audit log is intact" in cli("audit verify").stderr

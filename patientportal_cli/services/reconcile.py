@@ -52,10 +52,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from patientportal_cli.errors import InvalidInput, NotFound
+from patientportal_cli.errors import InvalidInput
 from patientportal_cli.services import audit, lifecycle
 from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.cpr import format_cpr
@@ -357,21 +356,17 @@ def apply_plan(
 ) -> Applied:
     """Phase two: the planned changes through ``lifecycle.deactivate_batch`` (the one set
     of deactivation rules; one audit event per change), ``batch_size`` changes per
-    transaction; then one ``patient.reconcile`` event with the counts. A batch the
-    database refuses as a whole (a deadlock or serialization failure with another writer
-    on PostgreSQL) is rolled back and made again one change per transaction. Progress is
-    told after each commit: what it counts is done."""
+    transaction; then one ``patient.reconcile`` event with the counts. A batch that
+    fails (a database error) is rolled back whole and the run stops there: the batches
+    before it are done, and running the list again does the rest. Progress is told after
+    each commit: what it counts is done."""
     applied = Applied()
     work = [*plan.deactivate, *((cpr, lifecycle.LEFT_CLINIC) for cpr in plan.left)]
     done = 0
     for start in range(0, len(work), batch_size):
         batch = work[start : start + batch_size]
-        try:
-            outcomes = lifecycle.deactivate_batch(session, actor=actor, changes=batch)
-            session.commit()
-        except OperationalError:
-            session.rollback()
-            outcomes = [_one(session, actor=actor, change=change) for change in batch]
+        outcomes = lifecycle.deactivate_batch(session, actor=actor, changes=batch)
+        session.commit()
         for (_cpr, reason), outcome in zip(batch, outcomes, strict=True):
             _count(applied, reason, outcome)
         done += len(batch)
@@ -387,16 +382,6 @@ def apply_plan(
     )
     session.commit()
     return applied
-
-
-def _one(session: Session, *, actor: Actor, change: tuple[str, str]) -> lifecycle.Outcome | None:
-    """One change in its own transaction (``lifecycle.deactivate`` commits it)."""
-    cpr, reason = change
-    try:
-        return lifecycle.deactivate(session, actor=actor, cpr=cpr, reason=reason)
-    except NotFound:  # unlinked meanwhile (another run, another staff member)
-        session.rollback()
-        return None
 
 
 def _count(applied: Applied, reason: str, outcome: lifecycle.Outcome | None) -> None:
