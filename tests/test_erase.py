@@ -98,7 +98,7 @@ def test_erase_removes_the_person_and_verify_still_passes(
     assert before["portal_user"] == 1 and before["audit"] > 5 and before["audit_email"] >= 1
     r = cli(f"patient erase {CPR} --dry-run")
     assert r.stderr.startswith("Would erase 010203-****: would remove ")
-    assert r.stderr.endswith("audit events. Nothing changed (dry run).\n")
+    assert r.stderr.endswith("audit events. Nothing was changed.\n")
     assert person_rows(db_url, home) == before
     r = cli(f"patient erase {CPR} --yes")
     assert r.stderr.startswith("Erased 010203-****: removed ")

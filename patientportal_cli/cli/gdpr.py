@@ -101,7 +101,7 @@ def _report(output: Any, result: Any) -> None:
     if result.dry_run:
         output.message(
             f"Would erase {mask_cpr(result.cpr)}: would remove {result.total_rows} rows "
-            f"({rows}) and redact {result.events} audit events. Nothing changed (dry run)."
+            f"({rows}) and redact {result.events} audit events. Nothing was changed."
         )
     else:
         output.success(
