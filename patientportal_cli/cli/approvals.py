@@ -116,7 +116,10 @@ def _rejected_text(d: ReviewOutcome) -> str:
 @command(app, "list")
 def list_(
     status: Annotated[
-        Status, typer.Option("--status", help="pending (default), approved, rejected, all.")
+        Status,
+        typer.Option(
+            "--status", help="pending (default), approved, rejected, all.", case_sensitive=False
+        ),
     ] = Status.pending,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,

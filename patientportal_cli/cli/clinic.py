@@ -191,7 +191,8 @@ def create(
     code: Annotated[str, typer.Argument(help="Clinic code, e.g. NORD.")],
     name: Annotated[str, typer.Option("--name", help="Clinic name.")],
     registration: Annotated[
-        Mode, typer.Option("--registration", help="Online self-registration mode.")
+        Mode,
+        typer.Option("--registration", help="Online self-registration mode.", case_sensitive=False),
     ] = Mode.none,
 ) -> None:
     """Create a clinic (needs the right to create clinics); you become its admin."""
@@ -225,10 +226,14 @@ def _ask_pending(waiting: int, may_approve: bool, reason: str | None) -> tuple[s
 
 @command(app, "set-registration")
 def set_registration(
-    mode: Annotated[Mode, typer.Argument(help="none, approval or open.")],
+    mode: Annotated[Mode, typer.Argument(help="none, approval or open.", case_sensitive=False)],
     pending: Annotated[
         Pending | None,
-        typer.Option("--pending", help="What to do with pending requests: keep, reject, approve."),
+        typer.Option(
+            "--pending",
+            help="What to do with pending requests: keep, reject, approve.",
+            case_sensitive=False,
+        ),
     ] = None,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Reason e-mailed with rejections.")
@@ -277,10 +282,12 @@ def set_registration(
 @command(app, "services")
 def services(
     enable: Annotated[
-        list[Service] | None, typer.Option("--enable", help="Offer this service (repeatable).")
+        list[Service] | None,
+        typer.Option("--enable", help="Offer this service (repeatable).", case_sensitive=False),
     ] = None,
     disable: Annotated[
-        list[Service] | None, typer.Option("--disable", help="Stop offering it (repeatable).")
+        list[Service] | None,
+        typer.Option("--disable", help="Stop offering it (repeatable).", case_sensitive=False),
     ] = None,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,

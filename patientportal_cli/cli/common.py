@@ -55,7 +55,13 @@ class Fmt(StrEnum):
 
 # --- option aliases (Annotated) ------------------------------------------------------
 OutputOpt = Annotated[
-    Fmt, typer.Option("--output", "-o", help="table (default), json or csv; data only on stdout.")
+    Fmt,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (default), json or csv; data only on stdout.",
+        case_sensitive=False,
+    ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRunOpt = Annotated[

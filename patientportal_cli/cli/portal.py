@@ -102,7 +102,11 @@ def activate(
 
 MethodOpt = Annotated[
     Method | None,
-    typer.Option("--method", help="mitid, or two-factor (password + e-mailed code)."),
+    typer.Option(
+        "--method",
+        help="mitid, or two-factor (password + e-mailed code).",
+        case_sensitive=False,
+    ),
 ]
 ConfirmCredentialsOpt = Annotated[
     bool,

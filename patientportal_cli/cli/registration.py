@@ -53,6 +53,7 @@ LoginOpt = Annotated[
         "--login",
         help="Register inside a MitID login (simulated): needed when the CPR number "
         "already has a portal user.",
+        case_sensitive=False,
     ),
 ]
 
