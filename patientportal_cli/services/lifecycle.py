@@ -35,10 +35,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from patientportal_cli.db import clock
-from patientportal_cli.db.models import Clinic, PortalUser
+from patientportal_cli.db.models import Clinic, ClinicLink, PortalUser
 from patientportal_cli.errors import InvalidInput, NotFound
 from patientportal_cli.services import audit, catalog, delegations, users
 from patientportal_cli.services.auth import Actor
@@ -151,23 +151,46 @@ def deactivate_batch(
     happened). One outcome per change in order; None where the number is no longer this
     clinic's patient (unlinked meanwhile). ``patient reconcile`` applies with it (D41)."""
     clinic = current_clinic(session, actor)
+    wanted = [(normalize_cpr(cpr), check_reason(reason)) for cpr, reason in changes]
+    here = _patients_here(session, clinic=clinic, cprs=[cpr for cpr, _ in wanted])
     outcomes: list[Outcome | None] = []
-    for cpr, reason in changes:
-        try:
-            outcome = _deactivate(
+    for cpr, reason in wanted:
+        found = here.get(cpr)
+        if found is None:  # not (or no longer) this clinic's patient: nothing to do
+            outcomes.append(None)
+            continue
+        outcomes.append(
+            _deactivate(
                 session,
                 actor=actor,
                 clinic=clinic,
-                cpr=normalize_cpr(cpr),
-                reason=check_reason(reason),
+                cpr=cpr,
+                reason=reason,
                 dry_run=False,
                 commit=False,
+                found=found,
             )
-        except NotFound:  # the lookup writes nothing: the batch goes on
-            outcomes.append(None)
-        else:
-            outcomes.append(outcome)
+        )
     return outcomes
+
+
+def _patients_here(
+    session: Session, *, clinic: Clinic, cprs: list[str]
+) -> dict[str, tuple[PortalUser, ClinicLink]]:
+    """``users.lookup`` for many numbers in one query: this clinic's patients among
+    ``cprs`` (user, link), the users' rows taken for update (PostgreSQL, in id order,
+    as ``_locked_user``)."""
+    if not cprs:
+        return {}
+    rows = session.exec(
+        select(PortalUser, ClinicLink)
+        .join(ClinicLink, col(ClinicLink.user_id) == col(PortalUser.id))
+        .where(ClinicLink.clinic_id == clinic.id, col(PortalUser.cpr).in_(cprs))
+        .order_by(col(PortalUser.id))
+        .with_for_update(of=PortalUser)  # type: ignore[arg-type]
+        .execution_options(populate_existing=True)
+    ).all()
+    return {user.cpr: (user, link) for user, link in rows}
 
 
 def _deactivate(
@@ -179,14 +202,24 @@ def _deactivate(
     reason: str,
     dry_run: bool,
     commit: bool,
+    found: tuple[PortalUser, ClinicLink] | None = None,
 ) -> Outcome:
+    """``found``: the patient's (user, link) as ``_patients_here`` read them (the user's
+    row already taken for update); else looked up here."""
     assert commit or not dry_run, "a dry run ends its own transaction"
-    user, link = lookup(session, clinic=clinic, cpr=cpr)
+    user, link = found if found is not None else lookup(session, clinic=clinic, cpr=cpr)
     if reason == LEFT_CLINIC:
         return _left_clinic(
-            session, actor=actor, clinic=clinic, user=user, dry_run=dry_run, commit=commit
+            session,
+            actor=actor,
+            clinic=clinic,
+            user=user,
+            link=link,
+            dry_run=dry_run,
+            commit=commit,
         )
-    user = _locked_user(session, user)
+    if found is None:
+        user = _locked_user(session, user)
     assert user.id is not None
     outcome = Outcome(user.cpr, user.name, clinic.code, reason, DONE)
     if user.deactivated_at is not None:
@@ -230,6 +263,7 @@ def _left_clinic(
     actor: Actor,
     clinic: Clinic,
     user: PortalUser,
+    link: ClinicLink,
     dry_run: bool,
     commit: bool = True,
 ) -> Outcome:
@@ -242,9 +276,6 @@ def _left_clinic(
         )
         session.commit()
         return outcome
-    assert clinic.id is not None and user.id is not None
-    link = users.find_link(session, clinic_id=clinic.id, user_id=user.id)
-    assert link is not None  # lookup found it
     services = catalog.split_services(link.services)
     no_mitid = link.no_mitid
     users.forget_link(session, link, user.cpr)
