@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from patientportal_cli.db.models import AuditEvent
+    from patientportal_cli.services.audit import Anchor, Report
     from patientportal_cli.services.auth import Actor
 
 app = typer.Typer(help="The audit log (a tamper-evident hash chain).", no_args_is_help=True)
@@ -261,15 +262,19 @@ def checkpoint(
         )
 
 
+FullOpt = Annotated[
+    bool, typer.Option("--full", help="Check every event and checkpoint from the start.")
+]
+CheckpointFileOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint-file", help="Also check against an exported checkpoint."),
+]
+
+
 @command(app, "verify")
 def verify(
-    full: Annotated[
-        bool, typer.Option("--full", help="Check every event and checkpoint from the start.")
-    ] = False,
-    checkpoint_file: Annotated[
-        Path | None,
-        typer.Option("--checkpoint-file", help="Also check against an exported checkpoint."),
-    ] = None,
+    full: FullOpt = False,
+    checkpoint_file: CheckpointFileOpt = None,
     all_chains: AllOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
@@ -279,7 +284,6 @@ def verify(
     Resumes from the newest signed checkpoint (or the head verified on this machine);
     --full checks everything.
     """
-    from patientportal_cli.errors import DomainError
     from patientportal_cli.services import audit
 
     report = audit.Report()
@@ -287,6 +291,31 @@ def verify(
     extra = []
     if checkpoint_file is not None:
         extra = audit.file_anchors(_read_json(checkpoint_file), key, report)
+    _verify_and_record(
+        report,
+        key=key,
+        extra=extra,
+        full=full,
+        all_chains=all_chains,
+        clinic_code=clinic_code,
+    )
+    _fail_on_problems(report)
+    _remember(report.heads)
+    _report_verified(report, key)
+
+
+def _verify_and_record(
+    report: Report,
+    *,
+    key: bytes | None,
+    extra: list[Anchor],
+    full: bool,
+    all_chains: bool,
+    clinic_code: str | None,
+) -> None:
+    """Verify the chains in one session and record the run (for clinic overview)."""
+    from patientportal_cli.services import audit
+
     with staff_session(clinic=clinic_code) as (session, actor):
         chains = _chains(session, actor, all_chains, admin=False)
         audit.verify(
@@ -304,13 +333,24 @@ def verify(
             session, actor=actor.username, chains=chains, report=report, full=full
         )
         session.commit()
+
+
+def _fail_on_problems(report: Report) -> None:
+    """Print every problem but the last, and exit 1 naming the last."""
+    from patientportal_cli.errors import DomainError
+
     if report.problems:
         from patientportal_cli import output as output_mod
 
         for problem in report.problems[:-1]:
             output_mod.error(problem)
         raise DomainError(report.problems[-1])
-    _remember(report.heads)
+
+
+def _report_verified(report: Report, key: bytes | None) -> None:
+    """The success line, what was pruned or resumed, and which signatures went unchecked."""
+    from patientportal_cli.services import audit
+
     output = out()
     output.success(f"The audit log is intact: {report.checked} events checked.")
     resumed = [c for c in report.chains if c.start_seq and c.start_seq != c.pruned_to]
