@@ -116,6 +116,18 @@ def find_by_number(session: Session, cpr: str) -> PortalUser | None:
     return None if row is None else session.get(PortalUser, row.user_id)
 
 
+@dataclass(frozen=True)
+class _Moved:
+    """What ``_move`` moved to NEW, and the account kept (see ``Change``)."""
+
+    kept: PortalUser
+    requests: int
+    history: int
+    throttle: str
+    links: int
+    delegations: int
+
+
 def change_cpr(
     session: Session,
     *,
@@ -135,20 +147,65 @@ def change_cpr(
     clinic = current_clinic(session, actor)
     user, _ = lookup(session, clinic=clinic, cpr=old)
     user = _locked(session, user.id)
-    other = find_user(session, new)
-    if other is not None:
-        other = _locked(session, other.id)
-        if not merge:
-            raise Conflict(
-                f"A portal user with the CPR number {mask_cpr(new)} already exists; nothing "
-                "was changed. If both are the same person, merge them with --merge (every "
-                "conflict is reported before anything changes)."
-            )
-        reasons = merge_conflicts(session, clinic=clinic, gone=user, kept=other)
-        if reasons:
-            session.rollback()
-            raise MergeConflicts(old, new, reasons)
+    other = _other_to_merge(session, clinic=clinic, user=user, old=old, new=new, merge=merge)
     assert user.id is not None
+    moved = _move(session, user=user, other=other, old=old, new=new)
+    assert moved.kept.id is not None
+    session.add(
+        CprChange(
+            user_id=moved.kept.id,
+            old_cpr=old,
+            new_cpr=new,
+            changed_by=actor.username,
+            merged=other is not None,
+        )
+    )
+    session.flush()
+    change = Change(
+        old_cpr=old,
+        new_cpr=new,
+        name=moved.kept.name,
+        clinic_code=clinic.code,
+        merged=other is not None,
+        dry_run=dry_run,
+        requests_moved=moved.requests,
+        history_moved=moved.history,
+        throttle=moved.throttle,
+        links_moved=moved.links,
+        delegations_moved=moved.delegations,
+    )
+    _audit_change(session, actor=actor, change=change)
+    session.commit()
+    return change
+
+
+def _other_to_merge(
+    session: Session, *, clinic: Clinic, user: PortalUser, old: str, new: str, merge: bool
+) -> PortalUser | None:
+    """NEW's portal user (locked), or None; refused without ``merge``, or when the two
+    accounts have merge conflicts (rolled back, nothing changed)."""
+    other = find_user(session, new)
+    if other is None:
+        return None
+    other = _locked(session, other.id)
+    if not merge:
+        raise Conflict(
+            f"A portal user with the CPR number {mask_cpr(new)} already exists; nothing "
+            "was changed. If both are the same person, merge them with --merge (every "
+            "conflict is reported before anything changes)."
+        )
+    reasons = merge_conflicts(session, clinic=clinic, gone=user, kept=other)
+    if reasons:
+        session.rollback()
+        raise MergeConflicts(old, new, reasons)
+    return other
+
+
+def _move(
+    session: Session, *, user: PortalUser, other: PortalUser | None, old: str, new: str
+) -> _Moved:
+    """OLD's requests, link history and throttle go to NEW; the account takes NEW, or
+    (``other``) is merged into NEW's account."""
     requests = _move_requests(session, old=old, new=new)
     history = _move_history(session, old=old, new=new)
     moved = _move_throttle(session, old=old, new=new)
@@ -160,61 +217,41 @@ def change_cpr(
     else:
         links, delegations = _merge_into(session, gone=user, kept=other)
         kept = other
-    assert kept.id is not None
-    session.add(
-        CprChange(
-            user_id=kept.id,
-            old_cpr=old,
-            new_cpr=new,
-            changed_by=actor.username,
-            merged=other is not None,
-        )
-    )
-    session.flush()
-    change = Change(
-        old_cpr=old,
-        new_cpr=new,
-        name=kept.name,
-        clinic_code=clinic.code,
-        merged=other is not None,
-        dry_run=dry_run,
-        requests_moved=requests,
-        history_moved=history,
-        throttle=moved,
-        links_moved=links,
-        delegations_moved=delegations,
-    )
+    return _Moved(kept, requests, history, moved, links, delegations)
+
+
+def _audit_change(session: Session, *, actor: Actor, change: Change) -> None:
+    """The change's audit event; a dry run rolls everything back first and records a
+    dry-run event for OLD instead."""
     details = {
-        "old_cpr": old,
-        "new_cpr": new,
+        "old_cpr": change.old_cpr,
+        "new_cpr": change.new_cpr,
         "merged": change.merged,
-        "requests_moved": requests,
-        "history_moved": history,
-        "throttle": moved,
-        "links_moved": links,
-        "delegations_moved": delegations,
+        "requests_moved": change.requests_moved,
+        "history_moved": change.history_moved,
+        "throttle": change.throttle,
+        "links_moved": change.links_moved,
+        "delegations_moved": change.delegations_moved,
     }
-    if dry_run:
+    if change.dry_run:
         session.rollback()
         audit.record(
             session,
             actor=actor.username,
-            clinic=clinic.code,
+            clinic=change.clinic_code,
             action=Action.PATIENT_DRY_RUN,
-            target=target(old),
+            target=target(change.old_cpr),
             details={"command": "change_cpr", **details},
         )
     else:
         audit.record(
             session,
             actor=actor.username,
-            clinic=clinic.code,
+            clinic=change.clinic_code,
             action=Action.PATIENT_CHANGE_CPR,
-            target=target(new),
+            target=target(change.new_cpr),
             details=details,
         )
-    session.commit()
-    return change
 
 
 def _locked(session: Session, user_id: int | None) -> PortalUser:
