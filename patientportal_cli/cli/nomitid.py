@@ -9,7 +9,10 @@ import typer
 from patientportal_cli.cli.common import ClinicOpt, Fmt, OutputOpt, command, out, staff_session
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from patientportal_cli.output import Output
+    from patientportal_cli.services.auth import Actor
     from patientportal_cli.services.users import PatientFacts
 
 app = typer.Typer(
@@ -22,25 +25,29 @@ CprArg = Annotated[
 ]
 
 
+ConfirmEmailOwnerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm-email-owner",
+        help="Confirm, without being asked, that the e-mail address on record belongs "
+        "to the patient or to a person with power of attorney (fuldmagt).",
+    ),
+]
+ConfirmSharedEmailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--confirm-shared-email",
+        help="Set the flag even though other patients here have the same e-mail "
+        "(asked on a terminal).",
+    ),
+]
+
+
 @command(app, "set")
 def set_(
     cpr: CprArg,
-    confirm_email_owner: Annotated[
-        bool,
-        typer.Option(
-            "--confirm-email-owner",
-            help="Confirm, without being asked, that the e-mail address on record belongs "
-            "to the patient or to a person with power of attorney (fuldmagt).",
-        ),
-    ] = False,
-    confirm_shared_email: Annotated[
-        bool,
-        typer.Option(
-            "--confirm-shared-email",
-            help="Set the flag even though other patients here have the same e-mail "
-            "(asked on a terminal).",
-        ),
-    ] = False,
+    confirm_email_owner: ConfirmEmailOwnerOpt = False,
+    confirm_shared_email: ConfirmSharedEmailOpt = False,
     clinic_code: ClinicOpt = None,
 ) -> None:
     """Set the flag: the patient may log in here with two-factor login (R4, R6).
@@ -52,9 +59,7 @@ def set_(
     also have is asked about too (without a terminal: --confirm-shared-email).
     """
     from patientportal_cli import prompts
-    from patientportal_cli.cli.mail import send_queued
     from patientportal_cli.services import nomitid, patients
-    from patientportal_cli.services.shared_email import SharedEmailUnconfirmed, warning
 
     if not confirm_email_owner and not prompts.interactive():
         raise nomitid.confirmation_missing()
@@ -67,29 +72,61 @@ def set_(
                 output.message(_already_flagged(facts))
                 return
             confirmed_email = _confirm_email_owner(output, facts)
-        try:
-            facts, changed, shared = nomitid.set_flag(
-                session,
-                actor=actor,
-                cpr=cpr,
-                confirmed_email=confirmed_email,
-                shared_email_confirmed=confirm_shared_email,
-            )
-        except SharedEmailUnconfirmed as exc:
-            if not prompts.interactive():
-                raise
-            _confirm_shared(output, exc.count)
-            facts, changed, shared = nomitid.set_flag(
-                session,
-                actor=actor,
-                cpr=cpr,
-                confirmed_email=confirmed_email,
-                shared_email_confirmed=True,
-            )
-            shared = 0  # warned before the question
+        facts, changed, shared = _set_flag(
+            output,
+            session,
+            actor,
+            cpr=cpr,
+            confirmed_email=confirmed_email,
+            shared_email_confirmed=confirm_shared_email,
+        )
     if not changed:
         output.message(_already_flagged(facts))
         return
+    _report_set(output, facts, shared, actor)
+
+
+def _set_flag(
+    output: Output,
+    session: Session,
+    actor: Actor,
+    *,
+    cpr: str,
+    confirmed_email: str | None,
+    shared_email_confirmed: bool,
+) -> tuple[PatientFacts, bool, int]:
+    """Set the flag; on a terminal, an unconfirmed shared e-mail is asked about, then set."""
+    from patientportal_cli import prompts
+    from patientportal_cli.services import nomitid
+    from patientportal_cli.services.shared_email import SharedEmailUnconfirmed
+
+    try:
+        return nomitid.set_flag(
+            session,
+            actor=actor,
+            cpr=cpr,
+            confirmed_email=confirmed_email,
+            shared_email_confirmed=shared_email_confirmed,
+        )
+    except SharedEmailUnconfirmed as exc:
+        if not prompts.interactive():
+            raise
+        _confirm_shared(output, exc.count)
+        facts, changed, _shared = nomitid.set_flag(
+            session,
+            actor=actor,
+            cpr=cpr,
+            confirmed_email=confirmed_email,
+            shared_email_confirmed=True,
+        )
+        return facts, changed, 0  # warned before the question
+
+
+def _report_set(output: Output, facts: PatientFacts, shared: int, actor: Actor) -> None:
+    """Say the flag is set, warn of a shared e-mail, say what was recorded, send the mail."""
+    from patientportal_cli.cli.mail import send_queued
+    from patientportal_cli.services.shared_email import warning
+
     output.success(
         f"No-MitID flag set for {facts.label} at clinic {facts.clinic_code}: two-factor login "
         "is allowed here."
