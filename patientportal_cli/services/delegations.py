@@ -412,29 +412,8 @@ def _add(
     now: datetime,
 ) -> DelegationRow:
     assert clinic.id is not None and patient.id is not None and holder.id is not None
-    replaced: int | None = None
-    existing = _open_row(session, clinic=clinic, patient=patient, holder=holder, kind=kind)
-    if existing is not None:
-        state = standing(
-            existing,
-            patient=patient,
-            patient_link=patient_link,
-            holder_link=holder_link,
-            now=now,
-        )
-        if state.in_force:
-            assert state.ends_at is not None
-            command = "guardian remove" if kind == DelegationKind.GUARDIAN else "proxy revoke"
-            raise Conflict(
-                f"{mask_cpr(holder.cpr)} is already {_as(kind)} of {mask_cpr(patient.cpr)} at "
-                f"clinic {clinic.code} (last day {last_day(state.ends_at).isoformat()}). To "
-                f"change it, run `patientportal patient {command}` first."
-            )
-        # ended or unlinked: closed now, so that the new one is the one open row
-        existing.revoked_at, existing.revoked_by = now, actor.username
-        session.add(existing)
-        session.flush()
-        replaced = existing.id
+    parties = _Parties(clinic, patient, holder, patient_link, holder_link)
+    replaced = _close_replaced(session, actor=actor, parties=parties, kind=kind, now=now)
     row = Delegation(
         clinic_id=clinic.id,
         patient_user_id=patient.id,
@@ -468,6 +447,50 @@ def _add(
     )
     session.commit()
     return result
+
+
+@dataclass(frozen=True)
+class _Parties:
+    """The clinic, the patient and the holder of a delegation being added, with their
+    links there."""
+
+    clinic: Clinic
+    patient: PortalUser
+    holder: PortalUser
+    patient_link: ClinicLink
+    holder_link: ClinicLink
+
+
+def _close_replaced(
+    session: Session, *, actor: Actor, parties: _Parties, kind: DelegationKind, now: datetime
+) -> int | None:
+    """The open row of the same patient, holder and kind: still in force, refused
+    (Conflict); ended or unlinked, closed now so that the new one is the one open row
+    (its id returned); None when there is none."""
+    clinic, patient, holder = parties.clinic, parties.patient, parties.holder
+    existing = _open_row(session, clinic=clinic, patient=patient, holder=holder, kind=kind)
+    if existing is None:
+        return None
+    state = standing(
+        existing,
+        patient=patient,
+        patient_link=parties.patient_link,
+        holder_link=parties.holder_link,
+        now=now,
+    )
+    if state.in_force:
+        assert state.ends_at is not None
+        command = "guardian remove" if kind == DelegationKind.GUARDIAN else "proxy revoke"
+        raise Conflict(
+            f"{mask_cpr(holder.cpr)} is already {_as(kind)} of {mask_cpr(patient.cpr)} at "
+            f"clinic {clinic.code} (last day {last_day(state.ends_at).isoformat()}). To "
+            f"change it, run `patientportal patient {command}` first."
+        )
+    # ended or unlinked: closed now, so that the new one is the one open row
+    existing.revoked_at, existing.revoked_by = now, actor.username
+    session.add(existing)
+    session.flush()
+    return existing.id
 
 
 def _as(kind: str) -> str:
