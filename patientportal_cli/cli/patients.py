@@ -23,7 +23,7 @@ from patientportal_cli.cli.completion import complete_services
 if TYPE_CHECKING:
     from patientportal_cli.output import Output
     from patientportal_cli.services.patient_account import UpdateResult
-    from patientportal_cli.services.patients import LinkResult
+    from patientportal_cli.services.patients import CareFilter, LinkResult, PatientListing
 
 app = typer.Typer(
     help="Patients' portal users and their link to this clinic.", no_args_is_help=True
@@ -330,55 +330,66 @@ def show(
             output.rows(acting, DELEGATION_COLUMNS, title="Guardians and proxies")
 
 
+SearchOpt = Annotated[
+    str | None,
+    typer.Option("--search", help="Part of the name, e-mail or CPR number."),
+]
+OnlyNoMitidOpt = Annotated[
+    bool, typer.Option("--no-mitid", help="Only patients with the no-MitID flag.")
+]
+PageLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        min=1,
+        help="At most N patients (a page); prints the --after value for the next one.",
+    ),
+]
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after", metavar="CURSOR", help="Continue after the page that printed this value."
+    ),
+]
+NeverActivatedOpt = Annotated[
+    bool,
+    typer.Option("--never-activated", help="Only patients who have not chosen a password."),
+]
+InactiveSinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inactive-since",
+        metavar="DATE",
+        help="Only patients with no portal login since DATE (YYYY-MM-DD, Copenhagen), "
+        "or none ever and created before it.",
+    ),
+]
+LockedOpt = Annotated[
+    bool, typer.Option("--locked", help="Only patients locked after failed logins.")
+]
+DeactivatedOpt = Annotated[
+    bool, typer.Option("--deactivated", help="Only deactivated (not active) patients.")
+]
+SharedEmailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shared-email",
+        help="Only patients whose e-mail another patient here also has.",
+    ),
+]
+
+
 @command(app, "list")
 def list_(
-    search: Annotated[
-        str | None,
-        typer.Option("--search", help="Part of the name, e-mail or CPR number."),
-    ] = None,
-    no_mitid: Annotated[
-        bool, typer.Option("--no-mitid", help="Only patients with the no-MitID flag.")
-    ] = False,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            min=1,
-            help="At most N patients (a page); prints the --after value for the next one.",
-        ),
-    ] = None,
-    after: Annotated[
-        str | None,
-        typer.Option(
-            "--after", metavar="CURSOR", help="Continue after the page that printed this value."
-        ),
-    ] = None,
-    never_activated: Annotated[
-        bool,
-        typer.Option("--never-activated", help="Only patients who have not chosen a password."),
-    ] = False,
-    inactive_since: Annotated[
-        str | None,
-        typer.Option(
-            "--inactive-since",
-            metavar="DATE",
-            help="Only patients with no portal login since DATE (YYYY-MM-DD, Copenhagen), "
-            "or none ever and created before it.",
-        ),
-    ] = None,
-    locked: Annotated[
-        bool, typer.Option("--locked", help="Only patients locked after failed logins.")
-    ] = False,
-    deactivated: Annotated[
-        bool, typer.Option("--deactivated", help="Only deactivated (not active) patients.")
-    ] = False,
-    shared_email: Annotated[
-        bool,
-        typer.Option(
-            "--shared-email",
-            help="Only patients whose e-mail another patient here also has.",
-        ),
-    ] = False,
+    search: SearchOpt = None,
+    no_mitid: OnlyNoMitidOpt = False,
+    limit: PageLimitOpt = None,
+    after: AfterOpt = None,
+    never_activated: NeverActivatedOpt = False,
+    inactive_since: InactiveSinceOpt = None,
+    locked: LockedOpt = False,
+    deactivated: DeactivatedOpt = False,
+    shared_email: SharedEmailOpt = False,
     fmt: OutputOpt = Fmt.table,
     clinic_code: ClinicOpt = None,
 ) -> None:
@@ -389,13 +400,9 @@ def list_(
     """
     from patientportal_cli.services import patients
 
-    care = patients.CareFilter(
+    care = _care_filter(
         never_activated=never_activated,
-        inactive_since=(
-            patients.parse_day(inactive_since, flag="--inactive-since")
-            if inactive_since is not None
-            else None
-        ),
+        inactive_since=inactive_since,
         locked=locked,
         deactivated=deactivated,
         shared_email=shared_email,
@@ -412,14 +419,43 @@ def list_(
             after=after,
             care=care,
         )
-        try:
-            output.stream_rows(
-                (row.as_row() for row in listing), LIST_COLUMNS, empty="No patients found."
-            )
-        finally:
-            listing.finish()
+        _stream_listing(output, listing)
     if listing.next_after is not None:
         output.message(f"More patients: --after {listing.next_after}")
+
+
+def _care_filter(
+    *,
+    never_activated: bool,
+    inactive_since: str | None,
+    locked: bool,
+    deactivated: bool,
+    shared_email: bool,
+) -> CareFilter:
+    """The care filters of `patient list` (--inactive-since parsed as a Copenhagen day)."""
+    from patientportal_cli.services import patients
+
+    return patients.CareFilter(
+        never_activated=never_activated,
+        inactive_since=(
+            patients.parse_day(inactive_since, flag="--inactive-since")
+            if inactive_since is not None
+            else None
+        ),
+        locked=locked,
+        deactivated=deactivated,
+        shared_email=shared_email,
+    )
+
+
+def _stream_listing(output: Output, listing: PatientListing) -> None:
+    """Stream the rows, then finish the listing (its one audit event) even if output stopped."""
+    try:
+        output.stream_rows(
+            (row.as_row() for row in listing), LIST_COLUMNS, empty="No patients found."
+        )
+    finally:
+        listing.finish()
 
 
 @command(app, "invite")
