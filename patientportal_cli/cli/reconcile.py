@@ -27,7 +27,10 @@ from patientportal_cli.cli.patient_import import (
 )
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from patientportal_cli.output import Output
+    from patientportal_cli.services.auth import Actor
     from patientportal_cli.services.reconcile import Applied, Plan
 
 FileArg = Annotated[
@@ -93,7 +96,6 @@ def reconcile(
     output = out(fmt)
     if report is not None:
         check_report_path(report, file)  # before anything is read or written
-    applied: Applied | None = None
     with files.spool(home()) as spool_dir:
         source = open_import(
             file,
@@ -109,25 +111,37 @@ def reconcile(
             with _progress("Checking rows", None) as advance:
                 plan = service.make_plan(session, actor=actor, source=source, on_progress=advance)
             _show_plan(output.message, plan)
-            if not dry_run and plan.counts.to_apply():
-                _confirm(plan, yes)
-                with _progress("Applying", plan.counts.to_apply()) as advance:
-                    applied = service.apply_plan(
-                        session, actor=actor, plan=plan, on_progress=advance
-                    )
-                _show_applied(output.message, plan, applied)
-            elif dry_run:
-                output.message("Dry run: nothing was changed.")
-            else:
-                output.message(
-                    f"Nothing to change: the list agrees with clinic {plan.clinic_code}."
-                )
+            applied = _apply(output, session, actor, plan, dry_run=dry_run, yes=yes)
             if report is not None:
-                written = _write_report(report, plan)  # type: ignore[arg-type]
-                output.message(f"Rows to look at written to {report}: {written}.")
+                _report_rows(output, report, plan)
             _summary(output, fmt, plan, applied, report, dry_run)
     if plan.counts.rejected:
         raise RowsRejected(_rejected_text(plan.counts.rejected, report, dry_run))
+
+
+def _apply(
+    output: Output, session: Session, actor: Actor, plan: Plan, *, dry_run: bool, yes: bool
+) -> Applied | None:
+    """Phase two: confirm and apply the plan's changes (None: a dry run, or nothing to do)."""
+    from patientportal_cli.services import reconcile as service
+
+    if not dry_run and plan.counts.to_apply():
+        _confirm(plan, yes)
+        with _progress("Applying", plan.counts.to_apply()) as advance:
+            applied = service.apply_plan(session, actor=actor, plan=plan, on_progress=advance)
+        _show_applied(output.message, plan, applied)
+        return applied
+    if dry_run:
+        output.message("Dry run: nothing was changed.")
+    else:
+        output.message(f"Nothing to change: the list agrees with clinic {plan.clinic_code}.")
+    return None
+
+
+def _report_rows(output: Output, report: Path, plan: Plan) -> None:
+    """Write the rows to look at (--report) and say how many."""
+    written = _write_report(report, plan)  # type: ignore[arg-type]
+    output.message(f"Rows to look at written to {report}: {written}.")
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
