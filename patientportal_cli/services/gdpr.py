@@ -69,18 +69,8 @@ def export(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> d
             LinkHistory.clinic_id == clinic.id, col(LinkHistory.cpr).in_(numbers)
         )
     ).first()
-    requests = session.exec(
-        select(RegistrationRequest)
-        .where(
-            RegistrationRequest.clinic_id == clinic.id, col(RegistrationRequest.cpr).in_(numbers)
-        )
-        .order_by(col(RegistrationRequest.id))
-    ).all()
-    mails = session.exec(
-        select(Outbox)
-        .where(Outbox.user_id == user.id, Outbox.clinic_id == clinic.id)
-        .order_by(col(Outbox.id))
-    ).all()
+    requests = _requests(session, clinic, numbers)
+    mails = _mails(session, clinic, user)
     changes = session.exec(
         select(CprChange).where(CprChange.user_id == user.id).order_by(col(CprChange.id))
     ).all()
@@ -115,6 +105,31 @@ def export(session: Session, *, actor: Actor, cpr: str, fmt: str = "table") -> d
     )
     session.commit()
     return document
+
+
+def _requests(session: Session, clinic: Clinic, numbers: list[str]) -> list[RegistrationRequest]:
+    """The registration requests at this clinic under any of the person's numbers."""
+    return list(
+        session.exec(
+            select(RegistrationRequest)
+            .where(
+                RegistrationRequest.clinic_id == clinic.id,
+                col(RegistrationRequest.cpr).in_(numbers),
+            )
+            .order_by(col(RegistrationRequest.id))
+        ).all()
+    )
+
+
+def _mails(session: Session, clinic: Clinic, user: PortalUser) -> list[Outbox]:
+    """The mail this clinic sent (or queued) to the person."""
+    return list(
+        session.exec(
+            select(Outbox)
+            .where(Outbox.user_id == user.id, Outbox.clinic_id == clinic.id)
+            .order_by(col(Outbox.id))
+        ).all()
+    )
 
 
 def _person(user: PortalUser, changes: Any) -> dict[str, Any]:
