@@ -82,8 +82,9 @@ def reconcile(
     list leave the clinic (left-clinic: this clinic's link ends); status 90 (deceased)
     and 80 (emigrated) deactivate the account; rows of people who are not patients here
     and statuses to review (20, 30, 50, 60, 70) are reported; invalid rows are rejected.
-    --dry-run stops there. Phase two asks for confirmation (or --yes) and applies each
-    change in its own transaction. Running the same list again changes nothing. Exit
+    --dry-run stops there. Phase two asks for confirmation (or --yes) and applies the
+    changes in batches, each batch in one transaction (a killed run leaves whole batches
+    done; running it again finishes the rest). Running the same list again changes nothing. Exit
     code 0: done or nothing to do; 3: some rows were rejected; 2: the file could not be
     read (or has no valid row).
     """
