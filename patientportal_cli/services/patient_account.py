@@ -161,6 +161,21 @@ def update(
     if "email" in result.changed and link.no_mitid and not email_owner_confirmed:
         session.rollback()
         raise nomitid.confirmation_missing()
+    _apply_update(session, actor=actor, clinic=clinic, user=user, link=link, result=result)
+    session.commit()
+    return result
+
+
+def _apply_update(
+    session: Session,
+    *,
+    actor: Actor,
+    clinic: Clinic,
+    user: PortalUser,
+    link: ClinicLink,
+    result: UpdateResult,
+) -> None:
+    """The planned name and/or e-mail change, and its audit event (not committed)."""
     details: dict[str, Any] = {"fields": result.changed}
     if "name" in result.changed:
         details["name"] = {"old": user.name, "new": result.name}
@@ -171,8 +186,6 @@ def update(
         )
     session.add(user)
     _record(session, actor, clinic, user, Action.PATIENT_UPDATE, **details)
-    session.commit()
-    return result
 
 
 def _planned(
