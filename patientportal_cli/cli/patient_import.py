@@ -161,7 +161,7 @@ def import_(
     _send(output, plan, applied, no_send)
     rejected = plan.counts.rejected + applied.rejected
     if rejected:
-        raise RowsRejected(_rejected_text(rejected, report, False))
+        raise RowsRejected(rejected_text(rejected, report, False))
 
 
 @contextmanager
@@ -227,7 +227,7 @@ def _end_without_changes(run: _Run, plan: Plan) -> None:
         )
     run.finish(plan, None)
     if plan.counts.rejected:
-        raise RowsRejected(_rejected_text(plan.counts.rejected, run.report, run.dry_run))
+        raise RowsRejected(rejected_text(plan.counts.rejected, run.report, run.dry_run))
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
@@ -268,7 +268,7 @@ def _send(output: Output, plan: Plan, applied: Applied, no_send: bool) -> None:
         output.message(f"E-mails sent: {sent}.")
 
 
-def _rejected_text(count: int, report: Path | None, dry_run: bool) -> str:
+def rejected_text(count: int, report: Path | None, dry_run: bool) -> str:
     where = f"all are in {report}" if report else "--report FILE writes them all"
     if dry_run:
         return f"{count} row(s) would be rejected ({where})."

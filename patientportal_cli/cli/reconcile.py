@@ -24,6 +24,7 @@ from patientportal_cli.cli.patient_import import (
     _progress,
     _write_report,
     check_report_path,
+    rejected_text,
 )
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def reconcile(
                 _report_rows(output, report, plan)
             _summary(output, fmt, plan, applied, report, dry_run)
     if plan.counts.rejected:
-        raise RowsRejected(_rejected_text(plan.counts.rejected, report, dry_run))
+        raise RowsRejected(rejected_text(plan.counts.rejected, report, dry_run))
 
 
 def _apply(
@@ -154,13 +155,6 @@ def _confirm(plan: Plan, yes: bool) -> None:
         flag="--yes",
     ):
         raise Refused("Not confirmed; nothing was changed.")
-
-
-def _rejected_text(count: int, report: Path | None, dry_run: bool) -> str:
-    where = f"all are in {report}" if report else "--report FILE writes them all"
-    if dry_run:
-        return f"{count} row(s) would be rejected ({where})."
-    return f"{count} row(s) rejected ({where}); the other rows were handled."
 
 
 def _show_plan(say: Callable[[str], None], plan: Plan) -> None:

@@ -88,17 +88,6 @@ class Outcome:
         return f"{mask_cpr(self.cpr)} ({self.name})"
 
 
-def _locked_user(session: Session, user: PortalUser) -> PortalUser:
-    """The user's row again, taken for update (PostgreSQL), so that two deactivations
-    of one person take turns and the second finds it done."""
-    return session.exec(
-        select(PortalUser)
-        .where(PortalUser.id == user.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-
-
 def _dry_run_event(
     session: Session, *, actor: Actor, clinic: Clinic, cpr: str, details: dict[str, Any]
 ) -> None:
@@ -179,7 +168,7 @@ def _patients_here(
 ) -> dict[str, tuple[PortalUser, ClinicLink]]:
     """``users.lookup`` for many numbers in one query: this clinic's patients among
     ``cprs`` (user, link), the users' rows taken for update (PostgreSQL, in id order,
-    as ``_locked_user``)."""
+    as ``users.locked_user``)."""
     if not cprs:
         return {}
     rows = session.exec(
@@ -219,7 +208,7 @@ def _deactivate(
             commit=commit,
         )
     if found is None:
-        user = _locked_user(session, user)
+        user = users.locked_user(session, user)
     assert user.id is not None
     outcome = Outcome(user.cpr, user.name, clinic.code, reason, DONE)
     if user.deactivated_at is not None:
@@ -314,7 +303,7 @@ def reactivate(session: Session, *, actor: Actor, cpr: str) -> Reactivation:
     cleared. Not deactivated: nothing changes (changed False)."""
     clinic = current_clinic(session, actor)
     user, _link = lookup(session, clinic=clinic, cpr=cpr)
-    user = _locked_user(session, user)
+    user = users.locked_user(session, user)
     if user.deactivated_at is None:
         session.rollback()
         return Reactivation(user.cpr, user.name, clinic.code, False)

@@ -49,7 +49,7 @@ from patientportal_cli.services.auth import Actor
 from patientportal_cli.services.contact import clean_name, normalize_email
 from patientportal_cli.services.mail import outbox
 from patientportal_cli.services.masking import mask_cpr, mask_email
-from patientportal_cli.services.users import current_clinic, lookup, target
+from patientportal_cli.services.users import current_clinic, locked_user, lookup, target
 from patientportal_cli.vocabulary import Action
 
 # who removes another clinic's no-MitID flag when the e-mail changes (see the docstring)
@@ -89,16 +89,6 @@ class ResetResult:
     dry_run: bool = False
 
 
-def _locked_user(session: Session, user: PortalUser) -> PortalUser:
-    """The user's row again, locked for this transaction (PostgreSQL; SQLite is serial)."""
-    return session.exec(
-        select(PortalUser)
-        .where(PortalUser.id == user.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-
-
 def check_update(name: str | None, email: str | None) -> tuple[str | None, str | None]:
     """The cleaned name and e-mail (InvalidInput, exit 2, for bad or no values)."""
     if name is None and email is None:
@@ -127,7 +117,7 @@ def update(
     new_name, new_email = check_update(name, email)
     clinic = current_clinic(session, actor)
     user, link = lookup(session, clinic=clinic, cpr=cpr)
-    user = _locked_user(session, user)
+    user = locked_user(session, user)
     result = _planned(
         user,
         link,
@@ -338,7 +328,7 @@ def reset_password(
     to the e-mail on record (see the module docstring)."""
     clinic = current_clinic(session, actor)
     user, _ = lookup(session, clinic=clinic, cpr=cpr)
-    user = _locked_user(session, user)
+    user = locked_user(session, user)
     assert user.id is not None
     if user.deactivated_at is not None:  # services/lifecycle.py: no codes for it (D25)
         session.rollback()

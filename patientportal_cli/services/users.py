@@ -285,3 +285,15 @@ def link_facts(user: PortalUser, link: ClinicLink, clinic: Clinic) -> PatientFac
         no_mitid=link.no_mitid,
         clinic_code=clinic.code,
     )
+
+
+def locked_user(session: Session, user: PortalUser) -> PortalUser:
+    """The user's row read again and locked for this transaction (PostgreSQL ``FOR
+    UPDATE``; SQLite writers are serial), so that two changes of one person take turns
+    and the second sees what the first did."""
+    return session.exec(
+        select(PortalUser)
+        .where(PortalUser.id == user.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
