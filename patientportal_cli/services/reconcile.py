@@ -232,21 +232,57 @@ def make_plan(
     """Phase one (reads only; ends its read transaction). The caller closes the plan."""
     clinic = current_clinic(session, actor)
     plan = Plan(source=source, clinic_code=clinic.code)
-    found = session.execute(LINKED_SQL, {"clinic": clinic.id})  # type: ignore[call-overload]
+    linked = _linked_here(session, clinic_id=clinic.id)
+    plan.counts.linked = len(linked)
+    reading = _read_rows(plan, source, on_progress=on_progress, every=every)
+    plan.counts.rows = reading.rows
+    _classify(plan, reading.first, linked, reading.conflicts)
+    _plan_left_clinic(plan, reading, linked)
+    plan.counts.rejected = len(plan.rejected)
+    if on_progress is not None:
+        on_progress(reading.rows)
+    if reading.rows == plan.counts.rejected:
+        raise InvalidInput(
+            f"{source.name} has no valid row: reconciling with it would end every link at "
+            f"clinic {clinic.code}. Nothing was changed."
+        )
+    return plan
+
+
+@dataclass
+class _Reading:
+    """What phase one learnt from the rows of the list."""
+
+    first: dict[str, tuple[int, str]]  # cpr -> (line, status code) of its first row
+    conflicts: set[str]  # CPR numbers given with two different statuses
+    present: set[str]  # on the list with an invalid status: never left-clinic
+    bad_numbers: int  # rows whose CPR number could not be read
+    rows: int
+
+
+def _linked_here(session: Session, *, clinic_id: int | None) -> dict[str, bool]:
+    """The CPR numbers linked at the clinic (and whether each is deactivated)."""
+    found = session.execute(LINKED_SQL, {"clinic": clinic_id})  # type: ignore[call-overload]
     linked: dict[str, bool] = {cpr: bool(off) for cpr, off in found}
     session.rollback()
-    counts = plan.counts
-    counts.linked = len(linked)
+    return linked
+
+
+def _read_rows(
+    plan: Plan, source: ImportFile, *, on_progress: Progress | None, every: int
+) -> _Reading:
+    """Every row once: the first status of each CPR number, repeats and conflicts counted,
+    unreadable rows rejected. One loop with local names (the list may have 200,000
+    rows)."""
+    counts, rejected = plan.counts, plan.rejected
     check_cpr = Validator().cpr
     delimiter = source.delimiter
-    first: dict[str, tuple[int, str]] = {}  # cpr -> (line, status code) of its first row
+    first: dict[str, tuple[int, str]] = {}
     conflicts: set[str] = set()
-    present: set[str] = set()  # on the list with an invalid status: never left-clinic
+    present: set[str] = set()
     codes: dict[Any, str] = {None: ""}  # cell -> status code: a list uses a few values
     bad_numbers = 0
     rows = 0
-    rejected = plan.rejected
-
     for raw in source.rows():
         rows += 1
         if on_progress is not None and rows % every == 0:
@@ -282,23 +318,20 @@ def make_plan(
                     reason = CONFLICT
         text_ = raw.text(delimiter)
         rejected.append(Rejection(raw.line, text_ if len(text_) <= KEEP_TEXT else None, reason))
-    counts.rows = rows
-    _classify(plan, first, linked, conflicts)
-    missing = sorted(cpr for cpr in linked if cpr not in first and cpr not in present)
-    if bad_numbers:
-        counts.held = len(missing)
+    return _Reading(first, conflicts, present, bad_numbers, rows)
+
+
+def _plan_left_clinic(plan: Plan, reading: _Reading, linked: dict[str, bool]) -> None:
+    """Patients linked here and not on the list leave the clinic, unless a row with an
+    unreadable CPR number means the list cannot say who is missing (then they are held)."""
+    missing = sorted(
+        cpr for cpr in linked if cpr not in reading.first and cpr not in reading.present
+    )
+    if reading.bad_numbers:
+        plan.counts.held = len(missing)
     else:
         plan.left = missing
-        counts.left_clinic = len(missing)
-    counts.rejected = len(rejected)
-    if on_progress is not None:
-        on_progress(rows)
-    if rows == counts.rejected:
-        raise InvalidInput(
-            f"{source.name} has no valid row: reconciling with it would end every link at "
-            f"clinic {clinic.code}. Nothing was changed."
-        )
-    return plan
+        plan.counts.left_clinic = len(missing)
 
 
 CONFLICT = (
