@@ -75,7 +75,7 @@ def test_link_dry_run_at_another_clinic_tells_only_that_a_user_exists(
             "(services: e-consultation, booking, prescription-renewal).\n"
         )
         assert r.stderr.endswith("Nothing was changed.\n")
-    assert "the portal user's e-mail is confirmed" in r.stderr
+    assert "the portal user's e-mail would be recorded as confirmed" in r.stderr
 
 
 def test_no_mitid_refusals_do_not_show_the_stored_email(cli: Cli, staff: Staff) -> None:

@@ -137,6 +137,45 @@ def _refuse_unconfirmable(cpr: str, user: PortalUser, email: str) -> None:
         )
 
 
+def _check_existing(
+    session: Session, *, clinic: Clinic, cpr: str, email: str, no_mitid: bool
+) -> None:
+    """A user with this CPR number may be linked here only when not linked here already,
+    active (D46) and, for the no-MitID flag, with an e-mail that can be confirmed."""
+    assert clinic.id is not None
+    existing = users.find_user(session, cpr)
+    if existing is None:
+        return
+    assert existing.id is not None
+    if users.find_link(session, clinic_id=clinic.id, user_id=existing.id) is not None:
+        raise already_linked(cpr, clinic)
+    users.refuse_if_not_active(existing)  # D46
+    if no_mitid:
+        _refuse_unconfirmable(cpr, existing, email)
+
+
+def _check_race(
+    session: Session,
+    *,
+    linked: users.Linked,
+    clinic: Clinic,
+    cpr: str,
+    email: str,
+    no_mitid: bool,
+) -> None:
+    """What a concurrent command may have done between the checks and the link: linked
+    the user here first, or created the user with another e-mail."""
+    if not linked.link_created:
+        session.rollback()
+        raise already_linked(cpr, clinic)
+    if no_mitid and not linked.user_created:
+        try:
+            _refuse_unconfirmable(cpr, linked.user, email)
+        except Refused:
+            session.rollback()
+            raise
+
+
 def create(
     session: Session,
     *,
@@ -161,14 +200,7 @@ def create(
     if no_mitid and not email_owner_confirmed:
         raise nomitid.confirmation_missing()
     assert clinic.id is not None
-    existing = users.find_user(session, number)
-    if existing is not None:
-        assert existing.id is not None
-        if users.find_link(session, clinic_id=clinic.id, user_id=existing.id) is not None:
-            raise already_linked(number, clinic)
-        users.refuse_if_not_active(existing)  # D46
-        if no_mitid:
-            _refuse_unconfirmable(number, existing, email)
+    _check_existing(session, clinic=clinic, cpr=number, email=email, no_mitid=no_mitid)
     linked = users.ensure_linked(
         session,
         clinic_id=clinic.id,
@@ -179,15 +211,7 @@ def create(
         by=actor.username,
         services=catalog.join_services(granted),
     )
-    if not linked.link_created:  # a concurrent command linked it first
-        session.rollback()
-        raise already_linked(number, clinic)
-    if no_mitid and not linked.user_created:  # a concurrent creation won the race
-        try:
-            _refuse_unconfirmable(number, linked.user, email)
-        except Refused:
-            session.rollback()
-            raise
+    _check_race(session, linked=linked, clinic=clinic, cpr=number, email=email, no_mitid=no_mitid)
     shared = shared_email.others_here(
         session, clinic_id=clinic.id, email=linked.user.email, user_id=linked.user.id
     )
