@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from patientportal_cli import files
 from patientportal_cli.cli.common import ClinicOpt, DryRunOpt, Fmt, OutputOpt, out, staff_session
 
 if TYPE_CHECKING:
@@ -209,6 +208,7 @@ def _summary(output: Output, results: list[RowResult], *, dry_run: bool) -> int:
 def _write_report(path: Path, results: list[RowResult]) -> None:
     import csv
 
+    from patientportal_cli import files
     from patientportal_cli.errors import DomainError
     from patientportal_cli.output import spreadsheet_safe
 

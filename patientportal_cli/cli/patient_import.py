@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from patientportal_cli import files
 from patientportal_cli.cli.common import (
     ClinicOpt,
     DryRunOpt,
@@ -170,6 +169,7 @@ def _open_source(
 ) -> Iterator[tuple[ImportFile, Path]]:
     """The import file opened, and HOME/spool/RUN: the spool of both phases; both are
     removed at the end."""
+    from patientportal_cli import files
     from patientportal_cli.services.importing.reader import open_import
 
     with files.spool(home()) as spool_dir:
@@ -416,6 +416,7 @@ def check_report_path(report: Path, source: str) -> None:
 def _write_report(path: Path, plan: Plan) -> int:
     import csv
 
+    from patientportal_cli import files
     from patientportal_cli.errors import InvalidInput
     from patientportal_cli.output import spreadsheet_safe
 
